@@ -1,0 +1,1 @@
+"""kglb-trio's trio runtime: every task, socket, thread, signal and clock read."""

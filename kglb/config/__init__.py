@@ -1,0 +1,27 @@
+"""Loading and validating kglb configuration files."""
+
+from ._types import (
+    BalancerConfig,
+    BgpAttributes,
+    Check,
+    CheckerConfig,
+    Config,
+    DnsCheck,
+    DummyCheck,
+    HttpCheck,
+    SyslogCheck,
+    TcpCheck,
+)
+
+__all__ = [
+    "BalancerConfig",
+    "BgpAttributes",
+    "Check",
+    "CheckerConfig",
+    "Config",
+    "DnsCheck",
+    "DummyCheck",
+    "HttpCheck",
+    "SyslogCheck",
+    "TcpCheck",
+]

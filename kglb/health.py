@@ -1,0 +1,34 @@
+"""Rise/fall dampening of check results (kglb.md §3.1), as a pure transition.
+
+A real starts down with a count of 0. ``count`` > 0 is the number of consecutive
+passes, < 0 the number of consecutive failures. A real that is down goes up
+after ``rise`` consecutive passes; one that is up goes down after ``fall``
+consecutive failures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Health:
+    up: bool = False
+    count: int = 0
+
+    def decided(self, fall: int) -> bool:
+        """True once checks have decided this real: it went up, or failed ``fall`` times."""
+        return self.up or -self.count >= fall
+
+
+def observe(health: Health, passed: bool, *, rise: int, fall: int) -> Health:
+    """The health after one more check result."""
+    if rise < 1 or fall < 1:
+        raise ValueError("rise and fall must be >= 1")
+    if passed:
+        count = 1 if health.count < 0 else health.count + 1
+        up = health.up or count >= rise
+    else:
+        count = -1 if health.count > 0 else health.count - 1
+        up = health.up and -count < fall
+    return Health(up=up, count=count)
