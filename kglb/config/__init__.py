@@ -1,5 +1,7 @@
 """Loading and validating kglb configuration files."""
 
+from ._errors import ConfigError
+from ._load import load
 from ._types import (
     BalancerConfig,
     BgpAttributes,
@@ -19,9 +21,11 @@ __all__ = [
     "Check",
     "CheckerConfig",
     "Config",
+    "ConfigError",
     "DnsCheck",
     "DummyCheck",
     "HttpCheck",
     "SyslogCheck",
     "TcpCheck",
+    "load",
 ]

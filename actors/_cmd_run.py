@@ -1,0 +1,232 @@
+"""``kglb-trio --config FILE``: run the control plane until a signal.
+
+Order of things: logging; the config (a bad one prints every problem with
+its path and exits 2 before anything is touched); the preflight checks of
+the host (errors exit 1, warnings are logged; skipped with ``--dry-run``);
+the stats/status server binds (a bad address exits before the kernel is
+touched, decisions.md row 4); signal handlers; then the control plane.
+SIGHUP (and, with ``--watch-config``, a change of the file's mtime) reloads;
+a failed reload keeps the running config. Under systemd it sends READY=1 once
+the kernel matches the first desired state, STOPPING=1 at shutdown, and
+watchdog pings. Exit status: 0 after a graceful shutdown, 1 after a forced
+exit, a crash beyond the restart intensity or failed preflight checks, 2 for
+a bad config.
+
+``--dry-run`` runs on the in-memory data plane and prints every applied
+change; its ownership record is temporary, so it never disturbs a real run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import partial
+
+import structlog
+import trio
+
+from kglb import Operation
+from kglb.config import Config, ConfigError
+
+from . import logs, sdnotify
+from .app import KglbHandle, run_kglb
+from .config_file import read_config
+from .dataplane import MemoryDataPlane
+from .http import run_http_server
+from .metrics import LoopLagMonitor
+from .probes import Prober, suggested_workers
+from .signals import run_signal_handler
+
+__all__ = ["main"]
+
+log = structlog.get_logger()
+
+#: How often ``--watch-config`` looks at the file's mtime.
+WATCH_INTERVAL = 2.0
+
+
+def main(args) -> int:
+    logs.configure(args.log_format, args.log_level)
+    try:
+        config = read_config(args.config)
+    except ConfigError as exc:
+        print(f"kglb-trio: invalid config {args.config}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    for warning in config.warnings:
+        log.warning("config", warning=warning)
+    if not args.dry_run and not _preflight(config):
+        return 1
+    try:
+        return trio.run(_run, args, config)
+    except BaseExceptionGroup as group:
+        log.error("kglb-trio stopped on an error; the kernel is left as it is",
+                  exc_info=group)
+        return 1
+
+
+class _LateHandle:
+    """The stats server binds before the control plane exists; it reads through this."""
+
+    handle: KglbHandle | None = None
+
+    def statistics(self):
+        if self.handle is None:
+            raise RuntimeError("the control plane is starting")
+        return self.handle.statistics()
+
+
+async def _run(args, config: Config) -> int:
+    dataplane = _dataplane(args, config)
+    late = _LateHandle()
+    forced = False
+    try:
+        with trio.CancelScope() as everything:
+            def force() -> None:
+                nonlocal forced
+                forced = True
+                everything.cancel()
+
+            def shutdown() -> None:
+                sdnotify.notify("STOPPING=1")
+                if late.handle is None:
+                    force()
+                else:
+                    late.handle.shutdown()
+
+            async with trio.open_nursery() as nursery:
+                loop_lag = LoopLagMonitor()
+                await nursery.start(partial(run_http_server, args.status_address, late,
+                                            loop_lag=loop_lag))
+                await nursery.start(loop_lag.run)
+                await nursery.start(partial(run_signal_handler, shutdown=shutdown, force=force,
+                                            reload=lambda: _reload(args.config, late.handle)))
+                prober = Prober(source_v4=args.source_ipv4, source_v6=args.source_ipv6,
+                                workers=_probe_workers(args.probe_workers, config))
+                stopped = trio.Event()
+
+                async def control_plane(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
+                    await run_kglb(
+                        config, dataplane=dataplane, prober=prober,
+                        ownership_path=None if args.dry_run else args.state_file,
+                        keep_on_exit=args.keep_on_exit,
+                        on_apply=_print_operations if args.dry_run else None,
+                        task_status=task_status)
+                    stopped.set()
+
+                late.handle = await nursery.start(control_plane)
+                nursery.start_soon(_notify_ready, late.handle)
+                await nursery.start(sdnotify.run_watchdog)
+                if args.watch_config:
+                    nursery.start_soon(_watch_config, args.config, late.handle)
+                await stopped.wait()
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await dataplane.aclose()
+    return 1 if forced else 0
+
+
+def _probe_workers(requested: int, config: Config) -> int:
+    """``--probe-workers``: N as asked, or 0 = sized from the config's checks per second."""
+    if requested > 0:
+        return requested
+    rate = sum(len(b.hosts) * 1000 / b.checker.interval_ms for b in config.balancers)
+    return suggested_workers(rate, os.cpu_count() or 1)
+
+
+def _preflight(config: Config) -> bool:
+    from .preflight import preflight
+
+    errors, warnings = preflight(
+        forwards={b.forward for b in config.balancers},
+        tunnelled_checks=any(b.enable_fwmarks for b in config.balancers))
+    for warning in warnings:
+        log.warning("preflight", warning=warning)
+    for error in errors:
+        print(f"kglb-trio: {error}", file=sys.stderr)
+    return not errors
+
+
+async def _notify_ready(handle: KglbHandle) -> None:
+    """READY=1 once the writer applied the first desired state."""
+    while True:
+        stats = handle.statistics()
+        if stats.desired is not None and stats.writer.applied == stats.desired:
+            sdnotify.notify("READY=1")
+            return
+        await trio.sleep(0.1)
+
+
+def _dataplane(args, config: Config):
+    if args.dry_run:
+        return MemoryDataPlane()
+    try:
+        from .dataplane.ipvs import IpvsDataPlane
+    except ImportError as exc:  # pyroute2 missing: say so loudly, run in memory
+        log.error("IPVS data plane unavailable, running on the in-memory data plane",
+                  error=str(exc))
+        return MemoryDataPlane()
+    links = sorted({"lo", *(b.link for b in config.balancers)})
+    return IpvsDataPlane(links)
+
+
+async def _reload(path: str, handle: KglbHandle | None) -> list[str]:
+    if handle is None:
+        return ["the control plane is starting"]
+    try:
+        config = await trio.to_thread.run_sync(read_config, path)
+    except ConfigError as exc:
+        return handle.refuse_reload(exc.problems)
+    sdnotify.notify("RELOADING=1")
+    try:
+        problems = await handle.reload(config)
+    finally:
+        sdnotify.notify("READY=1")
+    if not problems:
+        log.info("config reloaded", balancers=len(config.balancers))
+    return problems
+
+
+async def _watch_config(path: str, handle: KglbHandle) -> None:
+    """Reload whenever the file's mtime (or inode: editors replace files) changes."""
+
+    def stamp() -> tuple[int, int] | None:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        return info.st_mtime_ns, info.st_ino
+
+    seen = stamp()
+    while True:
+        await trio.sleep(WATCH_INTERVAL)
+        now = stamp()
+        if now is not None and now != seen:
+            seen = now
+            log.info("config file changed", path=path)
+            await _reload(path, handle)
+
+
+def _print_operations(ops: list[Operation]) -> None:
+    for op in ops:
+        print(_describe(op), flush=True)
+
+
+def _describe(op: Operation) -> str:
+    kind = type(op).__name__
+    if hasattr(op, "route"):
+        return f"{kind} {op.route.prefix} hold={op.route.hold_time_ms}ms"
+    if hasattr(op, "address"):
+        return f"{kind} {op.address.address}%{op.address.link}"
+    if hasattr(op, "real"):
+        real = op.real
+        if hasattr(real, "weight"):
+            return (f"{kind} {op.service} -> {real.hostname}|{real.key} "
+                    f"{real.forward.name.lower()} {real.weight}")
+        return f"{kind} {op.service} -> {real}"
+    service = op.service
+    if hasattr(service, "scheduler"):
+        return f"{kind} {service.key} {service.scheduler} flags={int(service.flags):#x}"
+    return f"{kind} {service}"

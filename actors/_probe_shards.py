@@ -1,0 +1,182 @@
+"""Probes sharded over worker processes (``Prober(workers=N)``).
+
+The Prober keeps the watchers, delivery and statistics; each distinct target
+is assigned to the least loaded worker, whose process (``python -m
+actors.probe_worker``, its own trio.run) runs the probe task and sends the
+results back in batches (:mod:`actors._probe_pipe`). A worker that dies is
+restarted with backoff and re-sent every target it had, so watchers only see
+a gap. A balancer's concurrency limit is split evenly over the workers.
+
+Times are re-stamped on arrival: each process's trio clock has its own offset.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import trio
+
+from kglb import CheckResult
+
+from . import _probe_pipe
+
+log = logging.getLogger("kglb_trio.probes")
+
+_BACKOFF_FIRST = 0.5
+_BACKOFF_MAX = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerStatistics:
+    index: int
+    pid: int | None  # None while (re)starting
+    targets: int
+    in_flight: int
+    missed: int
+    restarts: int
+
+
+class _Worker:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.probes: dict = {}  # probe id -> Probe
+        # Unbounded: watch() never blocks, and the queue is emptied at every restart.
+        self.send, self.receive = trio.open_memory_channel(math.inf)
+        self.pid: int | None = None
+        self.in_flight = 0
+        self.missed = 0  # reported by the current process
+        self.missed_before = 0  # by the processes before it
+        self.restarts = 0
+
+    def statistics(self) -> WorkerStatistics:
+        return WorkerStatistics(
+            index=self.index,
+            pid=self.pid,
+            targets=len(self.probes),
+            in_flight=self.in_flight,
+            missed=self.missed_before + self.missed,
+            restarts=self.restarts,
+        )
+
+
+def _check_spec(check) -> str:
+    spec = f"{check.__module__}:{check.__qualname__}"
+    if "<" in spec:
+        raise ValueError(f"a sharded check must be a module-level function, not {spec}")
+    return spec
+
+
+def _watch_command(probe) -> tuple:
+    limiter = probe.limiter
+    return ("watch", probe.id, probe.target, probe.interval, id(limiter), limiter.total_tokens)
+
+
+class Shards:
+    """The worker processes of one Prober (none when ``count`` is 0)."""
+
+    def __init__(self, prober, count: int, check, jitter: float, sources: dict) -> None:
+        self._prober = prober
+        self._workers = [_Worker(index) for index in range(count)]
+        self._command = []
+        if count:
+            self._command = [sys.executable, "-m", "actors.probe_worker", _check_spec(check),
+                             "--jitter", str(jitter), "--workers", str(count)]
+            for flag, family in (("--source-v4", socket.AF_INET), ("--source-v6", socket.AF_INET6)):
+                if sources.get(family):
+                    self._command += [flag, sources[family]]
+
+    def __bool__(self) -> bool:
+        return bool(self._workers)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        for worker in self._workers:
+            nursery.start_soon(self._supervise, worker)
+
+    def assign(self, probe) -> None:
+        worker = min(self._workers, key=lambda w: len(w.probes))
+        probe.shard = worker
+        worker.probes[probe.id] = probe
+        worker.send.send_nowait(_watch_command(probe))
+
+    def update(self, probe) -> None:
+        if probe.shard is not None:
+            probe.shard.send.send_nowait(_watch_command(probe))
+
+    def release(self, probe) -> None:
+        if probe.shard is not None:
+            del probe.shard.probes[probe.id]
+            probe.shard.send.send_nowait(("unwatch", probe.id))
+
+    def statistics(self) -> tuple[WorkerStatistics, ...]:
+        return tuple(worker.statistics() for worker in self._workers)
+
+    async def _supervise(self, worker: _Worker) -> None:
+        backoff = _BACKOFF_FIRST
+        while True:
+            started = trio.current_time()
+            code = await self._run_process(worker)
+            log.error("probe worker %d exited with %s; restarting", worker.index, code)
+            worker.restarts += 1
+            if trio.current_time() - started > 60:
+                backoff = _BACKOFF_FIRST  # it ran fine for a while: not a crash loop
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    async def _run_process(self, worker: _Worker) -> int | None:
+        process = await trio.lowlevel.open_process(
+            self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        worker.pid = process.pid
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._feed, worker, process.stdin)
+                await self._collect(worker, process.stdout)
+                nursery.cancel_scope.cancel()
+        finally:
+            worker.pid = None
+            worker.in_flight = 0
+            worker.missed_before += worker.missed
+            worker.missed = 0
+            with trio.CancelScope(shield=True):
+                process.kill()
+                await process.wait()
+                await process.stdin.aclose()
+                await process.stdout.aclose()
+        return process.returncode
+
+    async def _feed(self, worker: _Worker, stdin: trio.abc.SendStream) -> None:
+        # What was queued for a previous process is superseded by this resync
+        # (no checkpoint between the drain and the snapshot).
+        while True:
+            try:
+                worker.receive.receive_nowait()
+            except trio.WouldBlock:
+                break
+        batch = [_watch_command(probe) for probe in worker.probes.values()]
+        try:
+            while True:
+                if batch:
+                    await stdin.send_all(_probe_pipe.encode(batch))
+                batch = [await worker.receive.receive()]
+                while True:
+                    try:
+                        batch.append(worker.receive.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the process died: _collect sees EOF and the supervisor restarts it
+
+    async def _collect(self, worker: _Worker, stdout: trio.abc.ReceiveStream) -> None:
+        reader = _probe_pipe.FrameReader(stdout)
+        while (frame := await reader.receive()) is not None:
+            results, worker.in_flight, worker.missed = frame
+            for probe_id, passed, reason, latency in results:
+                probe = self._prober.probe_by_id(probe_id)
+                if probe is not None:  # else unwatched since
+                    result = CheckResult(passed=passed, reason=reason, latency=latency)
+                    await self._prober.deliver(probe, result)

@@ -1,0 +1,214 @@
+"""kglb-trio as one async function: THE embedding API.
+
+A trio application runs the whole control plane in its own nursery::
+
+    import trio
+    from actors.app import run_kglb
+    from kglb.config import load
+
+    async def main():
+        config = load(open("kglb.json", "rb").read())
+        async with trio.open_nursery() as nursery:
+            kglb = await nursery.start(run_kglb, config)  # in-memory data plane
+            ...
+            stats = kglb.statistics()          # an immutable KglbStatistics snapshot
+            problems = await kglb.reload(new)  # a Config, or JSON text/bytes
+            kglb.shutdown()                    # graceful; run_kglb then returns
+
+``run_kglb(config, *, dataplane=None, speaker=None, check=None, prober=None,
+ownership_path=None, keep_on_exit=False, ...)``:
+
+* ``dataplane``: an ``actors.dataplane.DataPlane``; None = a fresh
+  ``MemoryDataPlane`` (nothing touches the kernel). ``speaker``: a
+  ``RouteSpeaker``; None = ``MemorySpeaker`` (kglb's no-op BGP).
+* ``check``: the check function ``async (ProbeTarget) -> CheckResult`` used
+  by a default Prober; ``prober``: a Prober of your own (not yet running:
+  run_kglb runs it). Tests pass fake checks and run in virtual time.
+* ``ownership_path``: the writer's ownership record; None = a temporary file
+  for this run only (right for the in-memory data plane, never for IPVS).
+* ``keep_on_exit``: leave services, VIPs and routes in place at shutdown.
+
+``task_status.started(handle)`` comes once every balancer published its
+first state. ``handle.shutdown()`` stops the probes and balancers, then
+closes the writer's input: the writer withdraws the routes, waits their hold
+time, removes what it owns (unless ``keep_on_exit``) and run_kglb returns.
+Cancelling run_kglb instead is a fast exit that leaves the kernel as it is.
+If actors crash beyond the restart intensity, run_kglb raises (an exception
+group holding ``RestartIntensityExceeded``) and the kernel is left as it is.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+import structlog
+import trio
+
+from kglb import BalancerState, DataPlaneState, Operation
+from kglb.config import Config
+
+from .dataplane import MemoryDataPlane
+from .generator import COALESCE
+from .metrics import CheckTally
+from .probes import Prober, ProberStatistics
+from .resolver import Resolve, resolve_host
+from .routes import MemorySpeaker
+from .supervisor import ControlPlane, RestartPolicy
+from .writer import Writer, WriterStatistics
+
+__all__ = ["KglbHandle", "KglbStatistics", "run_kglb"]
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KglbStatistics:
+    """One immutable snapshot of the whole control plane.
+
+    ``balancers``: every balancer as of now, in config order (latest check
+    results included). ``desired``: the last state sent to the writer (None
+    before the first). ``route_decisions``: balancer identity -> route may be
+    announced, for balancers with a route; ``state_hashes``: setup -> kglb
+    state hash; both from the last generation. ``checks``: (identity, host) ->
+    CheckTally. ``restarts``: actor crashes in total, ``restarts_by_actor``
+    per actor name. ``invalid_states``: generations refused by validation.
+    ``started_at``: Unix time.
+    """
+
+    balancers: tuple[BalancerState, ...]
+    desired: DataPlaneState | None
+    route_decisions: Mapping[str, bool]
+    state_hashes: Mapping[str, int]
+    checks: Mapping[tuple[str, str], CheckTally]
+    bgp_established: bool
+    writer: WriterStatistics
+    prober: ProberStatistics
+    reloads_ok: int
+    reloads_failed: int
+    restarts: int
+    restarts_by_actor: Mapping[str, int]
+    invalid_states: int
+    started_at: float
+
+
+class KglbHandle:
+    """What ``run_kglb`` hands to its starter: statistics, reload, shutdown."""
+
+    def __init__(self, plane: ControlPlane, *, writer: Writer, prober, speaker) -> None:
+        self._plane = plane
+        self._writer = writer
+        self._prober = prober
+        self._speaker = speaker
+        self._started_at = time.time()
+
+    def __repr__(self) -> str:
+        return f"<KglbHandle balancers={len(self._plane.configs)} writer={self._writer!r}>"
+
+    def statistics(self) -> KglbStatistics:
+        plane = self._plane
+        generated = plane.generator.generated
+        restarts = plane.restarts()
+        checks = {(identity, host): tally
+                  for identity, memory in plane.memories.items()
+                  for host, tally in memory.checks.items()}
+        return KglbStatistics(
+            balancers=plane.snapshots(),
+            desired=plane.generator.desired,
+            route_decisions=generated.announce if generated else MappingProxyType({}),
+            state_hashes=generated.hashes if generated else MappingProxyType({}),
+            checks=MappingProxyType(checks),
+            bgp_established=self._speaker.session_established(),
+            writer=self._writer.statistics(),
+            prober=self._prober.statistics(),
+            reloads_ok=plane.reloads_ok,
+            reloads_failed=plane.reloads_failed,
+            restarts=sum(restarts.values()),
+            restarts_by_actor=MappingProxyType(restarts),
+            invalid_states=plane.generator.invalid,
+            started_at=self._started_at,
+        )
+
+    async def reload(self, config: Config | str | bytes) -> list[str]:
+        """Switch to ``config`` (or JSON text to load). Returns its problems; [] = applied.
+
+        With problems nothing changes: the running config stays, the failure
+        is logged and counted.
+        """
+        if not isinstance(config, Config):
+            from kglb.config import ConfigError, load
+
+            try:
+                config = load(config)
+            except ConfigError as exc:
+                return self.refuse_reload(exc.problems)
+        return await self._plane.reload(config)
+
+    def refuse_reload(self, problems: Sequence[str]) -> list[str]:
+        """Count and log a reload that failed before a Config existed (unreadable file)."""
+        self._plane.reloads_failed += 1
+        log.error("config reload refused; keeping the running config", problems=list(problems))
+        return list(problems)
+
+    def shutdown(self) -> None:
+        """Begin the graceful shutdown (idempotent, never blocks); run_kglb returns when done."""
+        self._plane.stop()
+
+
+async def run_kglb(
+    config: Config,
+    *,
+    dataplane=None,
+    speaker=None,
+    check: Callable[..., Awaitable] | None = None,
+    prober=None,
+    ownership_path: str | Path | None = None,
+    keep_on_exit: bool = False,
+    on_apply: Callable[[Sequence[Operation]], None] | None = None,
+    resolve: Resolve = resolve_host,
+    policy: RestartPolicy = RestartPolicy(),
+    coalesce: float = COALESCE,
+    task_status=trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the control plane for ``config``; see the module docstring.
+
+    ``on_apply`` sees every applied batch of operations (``--dry-run`` prints
+    them); ``resolve``, ``policy`` and ``coalesce`` are for tests and tuning.
+    Raises ValueError for a config the loader should have refused (duplicate
+    services), before anything starts.
+    """
+    dataplane = dataplane if dataplane is not None else MemoryDataPlane()
+    speaker = speaker if speaker is not None else MemorySpeaker()
+    if prober is None:
+        prober = Prober(check=check) if check is not None else Prober()
+    with ExitStack() as stack:
+        if ownership_path is None:
+            ownership_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "owned.json"
+        writer = Writer(dataplane, speaker, ownership_path=ownership_path,
+                        keep_on_exit=keep_on_exit, on_apply=on_apply)
+        # One state in flight: the writer drains to the newest anyway, and a
+        # generator blocked here just generates again from newer states.
+        send_desired, receive_desired = trio.open_memory_channel[DataPlaneState](1)
+        plane = ControlPlane(config, prober=prober, send_desired=send_desired, resolve=resolve,
+                             policy=policy, coalesce=coalesce)
+        writer_done = trio.Event()
+
+        async def writer_task(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
+            await writer.run(receive_desired, task_status=task_status)
+            writer_done.set()
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(prober.run)
+            await nursery.start(writer_task)
+            await nursery.start(plane.run)
+            handle = KglbHandle(plane, writer=writer, prober=prober, speaker=speaker)
+            log.info("control plane started", balancers=len(config.balancers))
+            task_status.started(handle)
+            await writer_done.wait()
+            log.info("control plane stopped")
+            nursery.cancel_scope.cancel()  # the prober: nothing watches any more

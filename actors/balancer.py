@@ -1,0 +1,264 @@
+"""The balancer actor: one per BalancerConfig (kglb.md §2.2, §3.4).
+
+It resolves the configured hosts (IP literals at once, names with the
+resolver, again every ``reresolve_interval``), asks the Prober to watch one
+ProbeTarget per real, folds each ProbeResult into that real's Health with
+:func:`kglb.health.observe`, and sends a BalancerState to the generator only
+when it changed in what the data plane or the routes see.
+
+Everything that must survive a restart of the actor (a crash, or a reload
+that changed this balancer) lives in a :class:`BalancerMemory` owned by the
+supervisor: the last address of every host, the health of every real, the
+``initial`` flag and the fwmarks held. A restarted balancer therefore
+publishes the same weights it had, and no real flaps.
+
+The first state is sent once every host had one resolution attempt, so a
+restart never publishes a service without the reals that are still resolving.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import structlog
+import trio
+
+from kglb import BalancerState, ProbeResult, ProbeTarget, observe
+from kglb.balancer import Upstream, balancer_state, state_changed
+from kglb.config import BalancerConfig
+from kglb.fwmark import FwmarkExhausted, FwmarkPool
+
+from .metrics import CheckTally
+from .resolver import Resolve, ResolveError, literal, resolve_host
+
+__all__ = ["BalancerMemory", "run_balancer"]
+
+log = structlog.get_logger()
+
+#: How often names are resolved again, and how soon a failed name is retried
+#: (kglb retries a failed resolution after 5 s).
+RERESOLVE_INTERVAL = 60.0
+RETRY_INTERVAL = 5.0
+#: At most this many resolutions of one balancer run at once.
+RESOLVE_CONCURRENCY = 32
+
+
+class BalancerMemory:
+    """A balancer's knowledge that outlives one run of its actor. Owned by one task at a time."""
+
+    __slots__ = ("addresses", "checks", "fwmarks", "initial", "published", "records",
+                 "resolve_failures")
+
+    def __init__(self) -> None:
+        self.addresses: dict[str, str] = {}  # host -> last address it resolved to
+        self.records: dict[tuple[str, str, int], Upstream] = {}  # (host, address, port)
+        self.initial = True
+        self.fwmarks: dict[str, int] = {}  # address -> mark this balancer holds
+        self.published: BalancerState | None = None
+        self.resolve_failures = 0
+        self.checks: dict[str, CheckTally] = {}  # host -> cumulative check counts
+
+    def upstreams(self, config: BalancerConfig) -> list[Upstream]:
+        """The configured hosts, in config order, with their address and health."""
+        out = []
+        for host in config.hosts:
+            address = self.addresses.get(host)
+            record = None if address is None else self.records.get((host, address, config.port))
+            out.append(record or Upstream(host=host, address=address))
+        return out
+
+    def snapshot(self, config: BalancerConfig) -> BalancerState:
+        """The balancer as of now, including the latest check results (for status)."""
+        return balancer_state(config, self.upstreams(config), initial=self.initial,
+                              fwmarks=self.fwmarks)
+
+    def release_fwmarks(self, pool: FwmarkPool) -> None:
+        """Give back every mark held (the balancer is gone for good)."""
+        for address in self.fwmarks:
+            pool.release(address)
+        self.fwmarks.clear()
+
+
+async def run_balancer(
+    config: BalancerConfig,
+    *,
+    prober,
+    fwmarks: FwmarkPool,
+    memory: BalancerMemory,
+    send: trio.MemorySendChannel[BalancerState],
+    resolve: Resolve = resolve_host,
+    reresolve_interval: float = RERESOLVE_INTERVAL,
+    task_status=trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one balancer until cancelled. ``started()`` comes after the first publication.
+
+    ``prober`` offers ``watch(target, *, interval, limiter, send) -> Watch``;
+    ``send`` is the generator's input (not closed here: the supervisor owns it).
+    """
+    run = _Run(config, prober=prober, fwmarks=fwmarks, memory=memory, send=send, resolve=resolve)
+    with structlog.contextvars.bound_contextvars(balancer=config.identity):
+        try:
+            async with run.results_send, run.results, trio.open_nursery() as nursery:
+                await run.resolve_all(config.hosts)
+                run.sync()
+                await run.publish()
+                task_status.started()
+                nursery.start_soon(run.reresolve_loop, reresolve_interval)
+                await run.consume()
+        finally:
+            run.stop_watches()
+
+
+class _Run:
+    """The state of one run of the actor; everything lasting is in ``memory``."""
+
+    def __init__(self, config, *, prober, fwmarks, memory, send, resolve) -> None:
+        self.config: BalancerConfig = config
+        self.prober = prober
+        self.pool: FwmarkPool = fwmarks
+        self.memory: BalancerMemory = memory
+        self.send = send
+        self.resolve = resolve
+        self.limiter = trio.CapacityLimiter(config.checker.concurrency)
+        # Unbounded: the prober must never block on one slow balancer; at most
+        # one result per watched target per interval can be waiting.
+        self.results_send, self.results = trio.open_memory_channel[ProbeResult](math.inf)
+        self.watches: dict[ProbeTarget, object] = {}
+        self.hosts_of: dict[ProbeTarget, tuple[str, ...]] = {}
+
+    # ------------------------------------------------------------ resolution
+
+    async def resolve_all(self, hosts: Iterable[str]) -> bool:
+        """Resolve ``hosts`` (names only; literals are immediate). True if an address changed."""
+        changed = False
+        limiter = trio.CapacityLimiter(RESOLVE_CONCURRENCY)
+
+        async def one(host: str) -> None:
+            nonlocal changed
+            async with limiter:
+                try:
+                    address = await self.resolve(host, self.config.resolve_family)
+                except ResolveError as exc:
+                    self.memory.resolve_failures += 1
+                    log.warning("host does not resolve; keeping its last address",
+                                host=host, reason=str(exc), last=self.memory.addresses.get(host))
+                    return
+            if self.memory.addresses.get(host) != address:
+                self.memory.addresses[host] = address
+                changed = True
+
+        async with trio.open_nursery() as nursery:
+            for host in dict.fromkeys(hosts):
+                nursery.start_soon(one, host)
+        return changed
+
+    async def reresolve_loop(self, interval: float) -> None:
+        names = [h for h in dict.fromkeys(self.config.hosts) if literal(h) is None]
+        if not names:
+            return
+        while True:
+            unresolved = any(h not in self.memory.addresses for h in names)
+            await trio.sleep(RETRY_INTERVAL if unresolved else interval)
+            if await self.resolve_all(names):
+                self.sync()
+                await self.publish()
+
+    # ------------------------------------------------------------ reals and probes
+
+    def sync(self) -> None:
+        """Make records, fwmarks and watches match the current addresses."""
+        config, memory = self.config, self.memory
+        configured = set(config.hosts)
+        for table in (memory.addresses, memory.checks):
+            for host in [h for h in table if h not in configured]:
+                del table[host]
+        current = {(h, memory.addresses[h], config.port)
+                   for h in config.hosts if h in memory.addresses}
+        for key in list(memory.records):
+            if key not in current:
+                del memory.records[key]
+        for host, address, port in current:
+            memory.records.setdefault((host, address, port), Upstream(host=host, address=address))
+
+        wanted = {a for _, a, _ in current} if config.enable_fwmarks else set()
+        for address in [a for a in memory.fwmarks if a not in wanted]:
+            self.pool.release(address)
+            del memory.fwmarks[address]
+        for address in sorted(wanted - memory.fwmarks.keys()):
+            try:
+                memory.fwmarks[address] = self.pool.allocate(address)
+            except FwmarkExhausted as exc:
+                log.error("no fwmark for real; it is checked directly", real=address,
+                          reason=str(exc))
+
+        hosts_of: dict[ProbeTarget, list[str]] = {}
+        for host, address, port in sorted(current):
+            hosts_of.setdefault(self.target(address, port), []).append(host)
+        self.hosts_of = {t: tuple(h) for t, h in hosts_of.items()}
+        for target in [t for t in self.watches if t not in self.hosts_of]:
+            self.watches.pop(target).cancel()
+        interval = config.checker.interval_ms / 1000
+        for target in self.hosts_of:
+            if target not in self.watches:
+                self.watches[target] = self.prober.watch(
+                    target, interval=interval, limiter=self.limiter, send=self.results_send)
+
+    def target(self, address: str, port: int) -> ProbeTarget:
+        mark = self.memory.fwmarks.get(address, 0)
+        return ProbeTarget(address=address, port=port, check=self.config.checker.check,
+                           fwmark=mark, via=self.config.key if mark else None)
+
+    def stop_watches(self) -> None:
+        for watch in self.watches.values():
+            watch.cancel()
+        self.watches.clear()
+
+    # ------------------------------------------------------------ health
+
+    async def consume(self) -> None:
+        async for result in self.results:
+            decided = self.observe(result)
+            # Take every result already waiting before publishing once: a
+            # round in which many reals flip gives one state, not many.
+            while True:
+                try:
+                    result = self.results.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                decided = self.observe(result) or decided
+            if decided:
+                await self.publish()
+
+    def observe(self, result: ProbeResult) -> bool:
+        """Fold one result in. True if a real's weight decision may have changed."""
+        checker = self.config.checker
+        changed = False
+        for host in self.hosts_of.get(result.target, ()):
+            key = (host, result.target.address, result.target.port)
+            old = self.memory.records.get(key)
+            if old is None:
+                continue
+            health = observe(old.health, result.result.passed, rise=checker.rise, fall=checker.fall)
+            flipped = health.up != old.health.up
+            tally = self.memory.checks.get(host) or CheckTally()
+            self.memory.checks[host] = tally.record(result.result, transitioned=flipped)
+            if flipped:
+                log.info("real is up" if health.up else "real is down", real=host,
+                         reason=result.result.reason)
+            self.memory.records[key] = Upstream(
+                host=host, address=old.address, health=health, last=result.result,
+                since=result.at if flipped or old.since is None else old.since)
+            changed = (changed or flipped
+                       or health.decided(checker.fall) != old.health.decided(checker.fall))
+        return changed
+
+    async def publish(self) -> None:
+        state = self.memory.snapshot(self.config)
+        self.memory.initial = state.initial
+        if not state_changed(self.memory.published, state):
+            return
+        if state.failsafe and not (self.memory.published and self.memory.published.failsafe):
+            log.error("failsafe mode is enabled: every real is down, all are given weight_up")
+        self.memory.published = state
+        await self.send.send(state)

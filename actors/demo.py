@@ -1,0 +1,204 @@
+"""``make demo``: the control plane on 30 loopback reals, the IPVS table live on the terminal.
+
+Three balancers with HTTP checks: "web" (healthy reals, two answering 500, one
+flapping), "api" (two refusing connections, one too slow, one flapping) and
+"batch" (every real failing at first, then recovering: the balancer leaves
+its initial state and its route is announced). The reals are tiny servers on
+127.0.x.y in this same trio process; the control plane (actors.app.run_kglb)
+runs on the in-memory data plane, or with ``--kernel`` on real IPVS (root
+and ip_vs needed; VIPs are TEST-NET-1 addresses, removed at the end).
+
+The table is redrawn every second for ``--duration`` seconds, then the
+control plane shuts down gracefully and the demo exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+import trio
+
+from kglb import ForwardMethod, Service, ServiceKey
+from kglb.config import BalancerConfig, BgpAttributes, CheckerConfig, Config, HttpCheck
+
+from . import logs
+from ._cmd_status import render_table
+from ._demo_reals import DemoReal, run_demo_reals
+from .app import run_kglb
+from .dataplane import MemoryDataPlane
+from .http import run_http_server
+from .metrics import run_loop_lag_monitor
+from .status import status_document
+
+__all__ = ["Change", "Timing", "demo_reals", "main", "run_demo"]
+
+#: name -> (VIP, behaviour of each real). The VIPs are TEST-NET-1 (RFC 5737).
+LAYOUT = {
+    "web": ("192.0.2.1", ["healthy"] * 9 + ["failing"] * 2 + ["flapping"]),
+    "api": ("192.0.2.2", ["healthy"] * 7 + ["refused"] * 2 + ["slow", "flapping", "healthy"]),
+    "batch": ("192.0.2.3", ["recovering"] * 6),
+}
+CLEAR = "\x1b[H\x1b[2J"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timing:
+    """How fast the demo moves (the tests run it much faster)."""
+
+    interval_ms: int = 1000
+    rise: int = 2
+    fall: int = 2
+    timeout_ms: int = 500
+    flap_period: float = 4.0
+    recover_after: float = 8.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change:
+    """A real's health changed between two frames."""
+
+    at: float  # seconds since the demo started
+    balancer: str
+    host: str
+    up: bool
+
+
+def demo_reals(timing: Timing) -> dict[str, list[DemoReal]]:
+    """The reals of each balancer: 127.0.<n>.<i>, n per balancer, i per real."""
+    out = {}
+    for n, (name, (_, behaviours)) in enumerate(LAYOUT.items(), start=1):
+        out[name] = [DemoReal(address=f"127.0.{n}.{i}", behaviour=b,
+                              period=timing.recover_after if b == "recovering"
+                              else timing.flap_period)
+                     for i, b in enumerate(behaviours, start=1)]
+    return out
+
+
+def demo_config(reals: dict[str, list[DemoReal]], ports: dict[str, int], timing: Timing) -> Config:
+    checker = CheckerConfig(
+        check=HttpCheck(uri="/health", codes=(200,), timeout_ms=timing.timeout_ms),
+        interval_ms=timing.interval_ms, rise=timing.rise, fall=timing.fall)
+    balancers = []
+    for name, (vip, _) in LAYOUT.items():
+        balancers.append(BalancerConfig(
+            name=name, setup_name="demo",
+            service=Service(key=ServiceKey.tcp(vip, 80), scheduler="wrr"),
+            forward=ForwardMethod.MASQ, port=ports[name],
+            hosts=tuple(r.address for r in reals[name]), checker=checker,
+            announce_limit_ratio=0.5,
+            bgp=BgpAttributes(local_asn=65000, peer_asn=65001, community="65000:1",
+                              prefix=vip, prefixlen=32)))
+    return Config(balancers=tuple(balancers))
+
+
+class _Screen:
+    """Draws frames and notices health changes between them."""
+
+    def __init__(self, out: TextIO, *, clear: bool) -> None:
+        self.out = out
+        self.clear = clear
+        self.health: dict[tuple[str, str], bool] = {}
+        self.changes: list[Change] = []
+
+    def draw(self, stats, *, elapsed: float, duration: float, mode: str) -> None:
+        for b in stats.balancers:
+            for r in b.reals:
+                key = (b.name, r.host)
+                if key in self.health and self.health[key] != r.health.up:
+                    self.changes.append(Change(at=elapsed, balancer=b.name, host=r.host,
+                                               up=r.health.up))
+                self.health[key] = r.health.up
+        doc = status_document(stats, now=trio.current_time(), wall=time.time())
+        reals = sum(len(b["reals"]) for b in doc["balancers"])
+        up = sum(r["health"] == "up" for b in doc["balancers"] for r in b["reals"])
+        lines = [f"kglb-trio demo: {reals} reals on loopback ({up} up), {mode} data plane, "
+                 f"{elapsed:.0f}s of {duration:.0f}s", "", render_table(doc), "recent changes:"]
+        lines += [f"  {c.at:5.1f}s  {c.balancer:<6} {c.host:<12} {'up' if c.up else 'down'}"
+                  for c in self.changes[-8:]] or ["  (none yet)"]
+        self.out.write((CLEAR if self.clear else "\n") + "\n".join(lines) + "\n")
+        self.out.flush()
+
+
+async def run_demo(*, duration: float = 30.0, refresh: float = 1.0, timing: Timing = Timing(),
+                   kernel: bool = False, status_address: str | None = None,
+                   out: TextIO = sys.stdout, clear: bool = False) -> list[Change]:
+    """Run the whole demo for ``duration`` seconds; returns the health changes seen."""
+    reals = demo_reals(timing)
+    if kernel:
+        from .dataplane.ipvs import IpvsDataPlane
+
+        dataplane = IpvsDataPlane(["lo"])
+    else:
+        dataplane = MemoryDataPlane()
+    screen = _Screen(out, clear=clear)
+    try:
+        async with trio.open_nursery() as nursery:
+            ports = {name: await nursery.start(run_demo_reals, rs) for name, rs in reals.items()}
+            stopped = trio.Event()
+
+            async def control_plane(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
+                await run_kglb(demo_config(reals, ports, timing), dataplane=dataplane,
+                               task_status=task_status)
+                stopped.set()
+
+            began = trio.current_time()
+            handle = await nursery.start(control_plane)
+            if status_address:
+                lag = await nursery.start(run_loop_lag_monitor)
+                await nursery.start(lambda task_status: run_http_server(
+                    status_address, handle, loop_lag=lag, task_status=task_status))
+            mode = "kernel IPVS" if kernel else "in-memory"
+            while True:
+                elapsed = trio.current_time() - began
+                screen.draw(handle.statistics(), elapsed=elapsed, duration=duration, mode=mode)
+                if elapsed >= duration:
+                    break
+                await trio.sleep(min(refresh, duration - elapsed))
+            handle.shutdown()
+            with trio.fail_after(30):
+                await stopped.wait()
+            owned = handle.statistics().writer.owned
+            out.write(f"\ndemo finished: {len(screen.changes)} health changes; control plane "
+                      f"stopped, {len(owned.services)} services and {len(owned.addresses)} VIPs "
+                      f"left owned\n")
+            nursery.cancel_scope.cancel()  # the demo reals
+    finally:
+        with trio.CancelScope(shield=True):
+            await dataplane.aclose()
+    return screen.changes
+
+
+def _kernel_problem() -> str | None:
+    if not os.path.exists("/proc/net/ip_vs"):
+        return "this kernel has no ip_vs (/proc/net/ip_vs is missing)"
+    if os.geteuid() != 0:
+        return "--kernel needs root (CAP_NET_ADMIN)"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m actors.demo", description=__doc__.splitlines()[0])
+    p.add_argument("--duration", type=float, default=30.0, help="seconds to run (default 30)")
+    p.add_argument("--refresh", type=float, default=1.0, help="seconds between frames")
+    p.add_argument("--kernel", action="store_true", help="drive the kernel's IPVS (root, ip_vs)")
+    p.add_argument("--status-address", metavar="HOST:PORT",
+                   help="also serve /stats, /metrics and /status there during the demo")
+    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    args = p.parse_args(argv)
+    if args.kernel and (problem := _kernel_problem()):
+        print(f"demo: {problem}", file=sys.stderr)
+        return 2
+    logs.configure("auto", args.log_level)
+    changes = trio.run(lambda: run_demo(duration=args.duration, refresh=args.refresh,
+                                        kernel=args.kernel, status_address=args.status_address,
+                                        clear=sys.stdout.isatty()))
+    return 0 if changes or args.duration < 10 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

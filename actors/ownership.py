@@ -1,0 +1,93 @@
+"""The ownership record: which IPVS services and VIPs this control plane created or adopted.
+
+A small JSON file (default ``/run/kglb-trio/owned.json``), rewritten
+atomically (temporary file in the same directory, fsync, rename) after every
+apply, so a crash never leaves half a record. It survives a restart of the
+process (not of the host: /run is a tmpfs, and after a reboot the kernel is
+empty anyway). A missing or unreadable record means "we own nothing": the next
+start then adopts the desired services it finds and never removes anything
+else, which is the safe side (decisions.md rows 19, 20).
+
+Format (version 1)::
+
+    {"version": 1,
+     "services": [{"family": 2, "protocol": 6, "address": "10.0.0.1", "port": 80},
+                  {"family": 2, "fwmark": 7}],
+     "addresses": [{"link": "lo", "address": "10.0.0.1"}]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import structlog
+
+from kglb import Family, LinkAddress, Owned, Protocol, ServiceKey
+
+__all__ = ["load_owned", "save_owned"]
+
+_VERSION = 1
+log = structlog.get_logger("kglb_trio.ownership")
+
+
+def load_owned(path: str | os.PathLike[str]) -> Owned:
+    """The record at ``path``; ``Owned()`` if it is missing or unreadable (logged)."""
+    try:
+        text = Path(path).read_bytes()
+    except FileNotFoundError:
+        log.info("no ownership record, owning nothing", path=str(path))
+        return Owned()
+    except OSError as e:
+        log.warning("cannot read ownership record, owning nothing", path=str(path), error=str(e))
+        return Owned()
+    try:
+        data = json.loads(text)
+        if data.get("version") != _VERSION:
+            raise ValueError(f"unknown version {data.get('version')!r}")
+        services = frozenset(_service_key(s) for s in data["services"])
+        addresses = frozenset(
+            LinkAddress(link=a["link"], address=a["address"]) for a in data["addresses"]
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        log.warning("corrupt ownership record, owning nothing", path=str(path), error=repr(e))
+        return Owned()
+    return Owned(services=services, addresses=addresses)
+
+
+def save_owned(path: str | os.PathLike[str], owned: Owned) -> None:
+    """Replace the record at ``path`` atomically; creates the directory. Raises OSError."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "version": _VERSION,
+        "services": [_service_dict(k) for k in sorted(owned.services)],
+        "addresses": [{"link": a.link, "address": a.address} for a in sorted(owned.addresses)],
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _service_dict(key: ServiceKey) -> dict[str, int | str]:
+    if key.fwmark:
+        return {"family": int(key.family), "fwmark": key.fwmark}
+    return {"family": int(key.family), "protocol": int(key.protocol), "address": key.address,
+            "port": key.port}
+
+
+def _service_key(d: dict) -> ServiceKey:
+    family = Family(d["family"])
+    if "fwmark" in d:
+        return ServiceKey.for_fwmark(int(d["fwmark"]), family)
+    return ServiceKey(family=family, protocol=Protocol(d["protocol"]), address=d["address"],
+                      port=int(d["port"]))

@@ -1,0 +1,276 @@
+"""The probing layer: one probe task per distinct ProbeTarget, results to every watcher.
+
+Theory of operation. A balancer actor calls ``prober.watch(target, interval=,
+limiter=, send=)`` for each real it checks. The first watch of a target
+starts its probe task, which checks at once and then every ``interval``
+seconds, each gap stretched or shrunk by a random factor within ±``jitter``.
+The first gap alone is spread over a whole interval (½ to 1½ intervals), so
+that the thousands of probes a config load starts together do not check in
+bursts ever after. ``jitter=0`` makes it all exact.
+Each check is awaited under the balancer's CapacityLimiter (kglb's
+concurrency_limit) and its ProbeResult is sent to every watcher of the target.
+There is no round barrier: a slow or hanging real delays only its own probe.
+
+Several watchers of one target (two balancers with the same real and check)
+share its probe: it runs at the shortest of their intervals, under the
+limiter of the oldest watcher. ``Watch.cancel()`` stops delivery at once; the
+probe task ends when its last watcher is gone. A watcher whose channel is
+closed is cancelled. Sending waits: a consumer that does not keep up slows
+its targets' probes (backpressure) rather than losing results.
+
+With ``workers=N`` the probe tasks run in N worker processes instead
+(:mod:`actors._probe_shards`): the watchers, delivery and statistics stay
+here, the checks run there. Use it above about ``SHARD_THRESHOLD`` checks per
+second (see :func:`suggested_workers`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import socket
+import types
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import trio
+
+from kglb import CheckResult, ProbeResult, ProbeTarget
+
+from . import _probe_shards
+from .checks import TUNNEL_SOURCES, run_check
+
+CheckFunction = Callable[[ProbeTarget], Awaitable[CheckResult]]
+
+#: Scheduled checks per second above which probes should leave the main process:
+#: one process does ~9k tcp or ~6k http checks/s at full CPU (benchmarks/probes.py),
+#: and the main process also runs the balancers, the generator and the writer.
+SHARD_THRESHOLD = 2000.0
+_FIRST_SPREAD = 0.5  # the first gap is between ½ and 1½ intervals (with jitter on)
+
+
+def suggested_workers(checks_per_second: float, cpus: int) -> int:
+    """How many worker processes to probe ``checks_per_second`` with (0: in-process)."""
+    if checks_per_second < SHARD_THRESHOLD or cpus < 2:
+        return 0
+    return min(cpus, max(2, math.ceil(checks_per_second / 4000)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProberStatistics:
+    checks: int  # checks completed
+    by_reason: Mapping[str, int]  # completed checks per reason ("ok" for passes)
+    in_flight: int  # checks running now
+    targets: int  # distinct targets being probed
+    watches: int
+    missed: int  # intervals in which a due check could not start (limiter, slow real)
+    last: Mapping[ProbeTarget, ProbeResult]  # the newest result per target
+    workers: tuple[_probe_shards.WorkerStatistics, ...] = ()
+
+
+class Watch:
+    """One watcher's subscription to a target's results. ``cancel()`` ends it."""
+
+    __slots__ = ("_prober", "active", "interval", "limiter", "send", "target")
+
+    def __init__(self, prober, target, interval, limiter, send) -> None:
+        self._prober = prober
+        self.target = target
+        self.interval = interval
+        self.limiter = limiter
+        self.send = send
+        self.active = True
+
+    def cancel(self) -> None:
+        """Stop delivering to this watcher (idempotent, never blocks)."""
+        if self.active:
+            self.active = False
+            self._prober._unwatch(self)
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "cancelled"
+        return f"<Watch {self.target.address}:{self.target.port} every {self.interval}s {state}>"
+
+
+class Probe:
+    """The shared state of one target's probe: its watchers and its task's scope."""
+
+    __slots__ = ("id", "last", "scope", "shard", "target", "watchers")
+
+    def __init__(self, target: ProbeTarget, id: int) -> None:
+        self.target = target
+        self.id = id
+        self.watchers: list[Watch] = []
+        self.last: ProbeResult | None = None
+        self.scope = trio.CancelScope()
+        self.shard = None
+
+    @property
+    def interval(self) -> float:
+        return min(watch.interval for watch in self.watchers)
+
+    @property
+    def limiter(self) -> trio.CapacityLimiter:
+        return self.watchers[0].limiter
+
+
+class Prober:
+    """Runs the probes of every watched target; see the module docstring.
+
+    ``check`` is the check function (injectable: the control plane is tested
+    with fake checks in virtual time; with workers it must be a module-level
+    function the workers can import). ``source_v4``/``source_v6`` are the
+    source addresses of tunnelled checks (None: the address the kernel uses
+    to reach the real).
+    """
+
+    def __init__(
+        self,
+        check: CheckFunction = run_check,
+        jitter: float = 0.1,
+        workers: int = 0,
+        source_v4: str | None = None,
+        source_v6: str | None = None,
+    ) -> None:
+        if not 0 <= jitter < 1:
+            raise ValueError("jitter must be in [0, 1)")
+        if workers < 0:
+            raise ValueError("workers must be >= 0")
+        self._check = check
+        self._jitter = jitter
+        self._sources = {socket.AF_INET: source_v4, socket.AF_INET6: source_v6}
+        self._probes: dict[ProbeTarget, Probe] = {}
+        self._by_id: dict[int, Probe] = {}
+        self._next_id = 0
+        self._nursery: trio.Nursery | None = None
+        self._checks = 0
+        self._by_reason: Counter[str] = Counter()
+        self._in_flight = 0
+        self._missed = 0
+        self._shards = _probe_shards.Shards(self, workers, check, jitter, self._sources)
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run the probes (and the worker processes) until cancelled."""
+        async with trio.open_nursery() as nursery:
+            await self._shards.start(nursery)
+            self._nursery = nursery
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+
+    def watch(
+        self,
+        target: ProbeTarget,
+        *,
+        interval: float,
+        limiter: trio.CapacityLimiter,
+        send: trio.MemorySendChannel[ProbeResult],
+    ) -> Watch:
+        """Deliver ``target``'s results to ``send`` until the returned Watch is cancelled.
+
+        Never blocks. Raises RuntimeError when the prober is not running.
+        """
+        if self._nursery is None:
+            raise RuntimeError("the prober is not running")
+        if interval <= 0:
+            raise ValueError("interval must be > 0")
+        watch = Watch(self, target, interval, limiter, send)
+        probe = self._probes.get(target)
+        if probe is None:
+            probe = self._probes[target] = Probe(target, self._next_id)
+            self._by_id[probe.id] = probe
+            self._next_id += 1
+            probe.watchers.append(watch)
+            if self._shards:
+                self._shards.assign(probe)
+            else:
+                self._nursery.start_soon(self._probe, probe)
+        else:
+            probe.watchers.append(watch)
+            self._shards.update(probe)
+        return watch
+
+    def _unwatch(self, watch: Watch) -> None:
+        probe = self._probes.get(watch.target)
+        if probe is None or watch not in probe.watchers:
+            return
+        probe.watchers.remove(watch)
+        if probe.watchers:
+            self._shards.update(probe)
+            return
+        # Forget the probe now, so a new watch of this target starts a fresh one.
+        del self._probes[watch.target]
+        del self._by_id[probe.id]
+        probe.scope.cancel()
+        self._shards.release(probe)
+
+    def statistics(self) -> ProberStatistics:
+        shards = self._shards.statistics()
+        return ProberStatistics(
+            checks=self._checks,
+            by_reason=types.MappingProxyType(dict(self._by_reason)),
+            in_flight=self._in_flight + sum(shard.in_flight for shard in shards),
+            targets=len(self._probes),
+            watches=sum(len(probe.watchers) for probe in self._probes.values()),
+            missed=self._missed + sum(shard.missed for shard in shards),
+            last=types.MappingProxyType(
+                {target: probe.last for target, probe in self._probes.items() if probe.last}
+            ),
+            workers=shards,
+        )
+
+    def counters(self) -> tuple[int, int]:
+        """(in flight, missed) of the in-process probes, cheaply (for worker reports)."""
+        return self._in_flight, self._missed
+
+    async def _probe(self, probe: Probe) -> None:
+        TUNNEL_SOURCES.set(self._sources)
+        with probe.scope:
+            due = trio.current_time()
+            # Targets often become known together (a config load): the first gap
+            # spreads them over a whole interval, so they do not stay in step.
+            spread = _FIRST_SPREAD if self._jitter else 0.0
+            while True:
+                await trio.sleep_until(due)
+                async with probe.limiter:
+                    start = trio.current_time()
+                    interval = probe.interval
+                    if start - due >= interval:
+                        # Whole intervals without a check: count them, and start a new
+                        # schedule from now rather than catching up in a burst.
+                        self._missed += int((start - due) // interval)
+                        due = start
+                    self._in_flight += 1
+                    try:
+                        result = await self._check(probe.target)
+                    finally:
+                        self._in_flight -= 1
+                await self.deliver(probe, result)
+                # From the due time, not the start: a busy loop's wake-up delays
+                # must not stretch every period.
+                due += interval * (1 + random.uniform(-spread, spread))
+                spread = self._jitter
+
+    async def deliver(self, probe: Probe, result: CheckResult) -> None:
+        """Record one check of ``probe`` and send it to its watchers."""
+        message = ProbeResult(target=probe.target, result=result, at=trio.current_time())
+        self._checks += 1
+        self._by_reason[result.reason] += 1
+        probe.last = message
+        for watch in tuple(probe.watchers):
+            if not watch.active:
+                continue
+            try:
+                try:
+                    # No scheduling round per result when there is room (the common case).
+                    watch.send.send_nowait(message)
+                except trio.WouldBlock:
+                    await watch.send.send(message)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                watch.cancel()
+
+    def probe_by_id(self, id: int) -> Probe | None:
+        return self._by_id.get(id)

@@ -1,0 +1,279 @@
+"""Restarting crashed actors, and the control plane's set of balancers.
+
+:class:`Supervisor` owns a nursery of named children. A child that raises is
+logged and started again after a backoff (0.5 s doubling to 30 s, reset when
+it had run for a whole period); past ``intensity`` crashes within ``period``
+seconds (over all children) the supervisor gives up with
+:class:`RestartIntensityExceeded`, which ends the process with an error. A
+crash never touches the kernel: the writer is not a child, and cancellation
+leaves the data plane as it is.
+
+:class:`ControlPlane` runs the generator and one balancer actor per
+BalancerConfig under a Supervisor, and applies a new config: removed
+balancers are stopped and leave the desired state at once, changed ones are
+restarted with their memory (addresses, health, initial flag, fwmarks), so
+unchanged reals keep their health and nothing flaps; unchanged balancers are
+not touched.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+import trio
+
+from kglb import BalancerState, DataPlaneState, ServiceKey
+from kglb.config import BalancerConfig, Config
+from kglb.fwmark import FwmarkPool
+
+from .balancer import BalancerMemory, run_balancer
+from .generator import COALESCE, Expect, GeneratorMemory, run_generator
+from .resolver import Resolve, resolve_host
+
+__all__ = ["ControlPlane", "RestartIntensityExceeded", "RestartPolicy", "Supervisor",
+           "config_problems", "open_supervisor"]
+
+log = structlog.get_logger()
+
+#: Balancers → generator. A balancer blocks when it is full, which is fine:
+#: it keeps folding probe results meanwhile and sends its newest state later.
+STATES_BUFFER = 256
+
+
+class RestartIntensityExceeded(Exception):
+    """Actors crashed more than the policy allows: the process must stop."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestartPolicy:
+    intensity: int = 5  # crashes allowed within ``period``; one more gives up
+    period: float = 60.0
+    backoff: float = 0.5  # first wait before a restart, doubling
+    max_backoff: float = 30.0
+
+
+class _StartedOnce:
+    """A task status that forwards only the first ``started()`` (restarts call it again)."""
+
+    def __init__(self, task_status) -> None:
+        self._task_status = task_status
+        self._done = False
+
+    def started(self, value=None) -> None:
+        if not self._done:
+            self._done = True
+            self._task_status.started(value)
+
+
+class _Child:
+    __slots__ = ("done", "scope")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.done = trio.Event()
+
+
+class Supervisor:
+    """Named children with restarts. Create it with :func:`open_supervisor`."""
+
+    def __init__(self, nursery: trio.Nursery, policy: RestartPolicy) -> None:
+        self._nursery = nursery
+        self._policy = policy
+        self._children: dict[str, _Child] = {}
+        self._crashes: deque[float] = deque()
+        self._restarts: Counter[str] = Counter()
+
+    async def start(self, name: str, fn: Callable[..., Awaitable[None]], **kwargs) -> None:
+        """Start ``fn(**kwargs, task_status=...)`` as ``name``; returns once it started.
+
+        If it crashes before starting, it is restarted like any crash, and this
+        waits (or raises RestartIntensityExceeded).
+        """
+        if name in self._children:
+            raise RuntimeError(f"{name} is already running")
+        child = self._children[name] = _Child()
+        try:
+            await self._nursery.start(self._run_child, name, child, fn, kwargs)
+        except BaseException:
+            self._children.pop(name, None)
+            raise
+
+    async def stop(self, name: str) -> None:
+        """Cancel ``name`` and wait until it has finished."""
+        child = self._children.pop(name)
+        child.scope.cancel()
+        await child.done.wait()
+
+    def cancel_all(self) -> None:
+        self._nursery.cancel_scope.cancel()
+
+    def restarts(self) -> dict[str, int]:
+        return dict(self._restarts)
+
+    async def _run_child(self, name, child, fn, kwargs, task_status=trio.TASK_STATUS_IGNORED):
+        status = _StartedOnce(task_status)
+        delay = self._policy.backoff
+        try:
+            with child.scope:
+                while True:
+                    began = trio.current_time()
+                    try:
+                        await fn(**kwargs, task_status=status)
+                        return
+                    except Exception as exc:
+                        now = trio.current_time()
+                        if now - began >= self._policy.period:
+                            delay = self._policy.backoff
+                        self._crashed(name, now, exc)
+                    log.info("restarting actor", actor=name, after=delay)
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, self._policy.max_backoff)
+        finally:
+            if self._children.get(name) is child:
+                del self._children[name]
+            child.done.set()
+
+    def _crashed(self, name: str, now: float, exc: Exception) -> None:
+        log.error("actor crashed", actor=name, exc_info=exc)
+        self._restarts[name] += 1
+        self._crashes.append(now)
+        while self._crashes and self._crashes[0] < now - self._policy.period:
+            self._crashes.popleft()
+        if len(self._crashes) > self._policy.intensity:
+            raise RestartIntensityExceeded(
+                f"{len(self._crashes)} crashes within {self._policy.period:g} s "
+                f"(last: {name}: {exc!r})") from exc
+
+
+@asynccontextmanager
+async def open_supervisor(policy: RestartPolicy = RestartPolicy()) -> AsyncIterator[Supervisor]:
+    """A Supervisor whose children live as long as the ``async with`` block."""
+    async with trio.open_nursery() as nursery:
+        yield Supervisor(nursery, policy)
+
+
+def config_problems(config: Config) -> list[str]:
+    """Problems that make ``config`` unusable here (the loader already validated the rest)."""
+    problems = []
+    seen: dict[ServiceKey, int] = {}
+    for i, balancer in enumerate(config.balancers):
+        if balancer.key in seen:
+            problems.append(f"balancers[{i}].lbService: duplicate service {balancer.key.kglb_key} "
+                            f"(also balancers[{seen[balancer.key]}])")
+        seen.setdefault(balancer.key, i)
+    return problems
+
+
+class ControlPlane:
+    """The generator and the balancer actors of one config, under a Supervisor.
+
+    ``send_desired`` is the writer's input: closed by :meth:`run` on a
+    graceful stop only (a crash must not start the writer's cleanup).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        prober,
+        send_desired: trio.MemorySendChannel[DataPlaneState],
+        fwmarks: FwmarkPool | None = None,
+        resolve: Resolve = resolve_host,
+        policy: RestartPolicy = RestartPolicy(),
+        coalesce: float = COALESCE,
+    ) -> None:
+        self.config = config
+        self.configs: dict[str, BalancerConfig] = {}  # identity -> running config
+        self.memories: dict[str, BalancerMemory] = {}
+        self.generator = GeneratorMemory()
+        self.fwmarks = fwmarks if fwmarks is not None else FwmarkPool()
+        self.reloads_ok = 0
+        self.reloads_failed = 0
+        self._prober = prober
+        self._send_desired = send_desired
+        self._resolve = resolve
+        self._policy = policy
+        self._coalesce = coalesce
+        self._states_send, self._states_receive = trio.open_memory_channel[
+            BalancerState | Expect](STATES_BUFFER)
+        self._supervisor: Supervisor | None = None
+        self._stopping = trio.Event()
+        self._lock = trio.Lock()  # one config change at a time
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Start everything, ``started(self)`` once every balancer published, run until stop()."""
+        problems = config_problems(self.config)
+        if problems:
+            raise ValueError("; ".join(problems))
+        async with open_supervisor(self._policy) as supervisor:
+            self._supervisor = supervisor
+            await supervisor.start("generator", run_generator, receive=self._states_receive,
+                                   send=self._send_desired, memory=self.generator,
+                                   coalesce=self._coalesce)
+            async with self._lock:
+                await self._change(self.config)
+            task_status.started(self)
+            await self._stopping.wait()
+            supervisor.cancel_all()
+        # Only on a graceful stop: the writer now withdraws and cleans up.
+        self._send_desired.close()
+
+    def stop(self) -> None:
+        """Stop probing and balancers, then close the writer's input (graceful shutdown)."""
+        self._stopping.set()
+
+    def restarts(self) -> dict[str, int]:
+        return {} if self._supervisor is None else self._supervisor.restarts()
+
+    async def reload(self, config: Config) -> list[str]:
+        """Switch to ``config``; its problems (nothing changed) or [] (applied)."""
+        problems = config_problems(config)
+        if problems or self._stopping.is_set():
+            problems = problems or ["shutting down"]
+            self.reloads_failed += 1
+            log.error("config reload refused; keeping the running config", problems=problems)
+            return problems
+        async with self._lock:
+            await self._change(config)
+        self.config = config
+        self.reloads_ok += 1
+        return []
+
+    def snapshots(self) -> tuple[BalancerState, ...]:
+        """Every balancer as of now, in config order."""
+        return tuple(self.memories[i].snapshot(c) for i, c in self.configs.items()
+                     if i in self.memories)
+
+    async def _change(self, config: Config) -> None:
+        assert self._supervisor is not None
+        old = self.configs
+        new = {b.identity: b for b in config.balancers}
+        removed = [i for i in old if i not in new]
+        changed = [i for i in new if i in old and old[i] != new[i]]
+        added = [i for i in new if i not in old]
+        # Announce first: states of removed balancers leave at once.
+        await self._states_send.send(Expect(identities=tuple(new)))
+        for identity in removed + changed:
+            await self._supervisor.stop(identity)
+        for identity in removed:
+            self.memories.pop(identity).release_fwmarks(self.fwmarks)
+            log.info("balancer removed", balancer=identity)
+        self.configs = new
+        async with trio.open_nursery() as nursery:
+            for identity in changed + added:
+                self.memories.setdefault(identity, BalancerMemory())
+                nursery.start_soon(self._start_balancer, new[identity])
+        if removed or changed or added:
+            log.info("balancers updated", added=len(added), changed=len(changed),
+                     removed=len(removed), unchanged=len(new) - len(added) - len(changed))
+
+    async def _start_balancer(self, config: BalancerConfig) -> None:
+        assert self._supervisor is not None
+        await self._supervisor.start(
+            config.identity, run_balancer, config=config, prober=self._prober,
+            fwmarks=self.fwmarks, memory=self.memories[config.identity], send=self._states_send,
+            resolve=self._resolve)

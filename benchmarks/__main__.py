@@ -1,0 +1,47 @@
+"""``python -m benchmarks`` (``make bench``): the menu of harnesses.
+
+``python -m benchmarks`` lists them; ``python -m benchmarks NAME [ARGS...]``
+runs one in its own process (``python -m benchmarks.<module> ARGS...``), so a
+harness's flags are its own: ``python -m benchmarks NAME --help``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+#: name -> (module, what it measures)
+HARNESSES = {
+    "e2e": ("benchmarks.e2e",
+            "kglb-trio end to end against N loopback reals, beside a bare trio checker"),
+    "probes": ("benchmarks.probes", "the Prober and the checks alone, beside raw trio-socket checks"),
+    "ipvs": ("benchmarks.ipvs_sync", "pushing N reals into IPVS, beside `ipvsadm -R` (in the VM)"),
+}
+
+
+def menu() -> str:
+    width = max(map(len, HARNESSES))
+    lines = ["usage: python -m benchmarks NAME [ARGS...]   (NAME --help for its flags)", ""]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in HARNESSES.items()]
+    lines += ["", "Figures and how to read them: benchmarks/README.md"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(menu())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in HARNESSES:
+        print(f"unknown harness {name!r}\n\n{menu()}", file=sys.stderr)
+        return 2
+    module = HARNESSES[name][0]
+    return subprocess.run([sys.executable, "-m", module, *rest], cwd=_ROOT).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

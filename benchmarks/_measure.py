@@ -1,0 +1,198 @@
+"""What a benchmark phase measures: check results, data-plane changes, loop lag, CPU, RSS.
+
+Every timestamp is ``time.monotonic()`` (CLOCK_MONOTONIC): the reals server
+stamps its health flips with the same clock from another process, so "flip
+applied" and "data plane changed" compare directly. (trio's own clock has a
+random per-run offset, so it is used only for the loop-lag ticker.)
+
+The ``Recorder`` sees both ends of the control plane: the check results as
+the prober delivers them (address, passed, when) and the data plane (each real
+whose weight crosses zero, when its ``apply`` returned). Control-plane latency
+is the time from the check result that decided a change to the data plane
+reflecting it: the newest result of that real agreeing with the change.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import trio
+
+from kglb import AddReal, DeleteReal, Operation, ProbeResult, UpdateReal
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _children() -> list[str]:
+    """/proc/<pid> of this process's live children (probe worker processes)."""
+    me, found = str(os.getpid()), []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:
+            found.append(f"/proc/{pid}")
+    return found
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process and its children, now."""
+    total = 0
+    for proc in ["/proc/self", *_children()]:
+        try:
+            with open(f"{proc}/statm") as f:
+                total += int(f.read().split()[1]) * _PAGE
+        except OSError:
+            pass
+    return total
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (every thread: the netlink writer's too) and of
+    its live children (probe workers)."""
+    total = time.process_time()
+    for proc in _children():
+        try:
+            with open(f"{proc}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+    return total
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of ``values``; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summary_ms(values: Sequence[float]) -> dict:
+    """count, p50, p99 and max of durations in seconds, reported in milliseconds."""
+    def ms(v: float | None) -> float | None:
+        return None if v is None else round(v * 1000, 3)
+
+    return {
+        "n": len(values),
+        "p50_ms": ms(percentile(values, 50)),
+        "p99_ms": ms(percentile(values, 99)),
+        "max_ms": ms(max(values) if values else None),
+    }
+
+
+class LoopLag:
+    """A ticker task: how late the trio loop wakes a task that asked to sleep ``period``."""
+
+    def __init__(self, period: float = 0.01) -> None:
+        self.period = period
+        self.samples: list[float] = []
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            target = trio.current_time() + self.period
+            await trio.sleep_until(target)
+            self.samples.append(trio.current_time() - target)
+
+    def reset(self) -> None:
+        self.samples = []
+
+
+class Recorder:
+    """Check results and data-plane changes of one phase, and the latencies between them.
+
+    Latencies go to the current ``period`` ("bringup", then "steady", ...), so
+    the bring-up burst and the steady state are reported apart.
+    """
+
+    def __init__(self) -> None:
+        self.checks = 0
+        self.failed_checks = 0
+        self.period = "bringup"
+        self._last_pass: dict[str, float] = {}
+        self._last_fail: dict[str, float] = {}
+        self.up: dict[str, bool] = {}
+        self.up_count = 0
+        self.control_latency: dict[str, list[float]] = {}
+        self.flip_latency: dict[str, list[float]] = {"down": [], "up": []}
+        self.flip_control_latency: list[float] = []
+        self.apply_seconds: dict[str, list[float]] = {}
+        self.apply_ops: dict[str, int] = {}
+        self.apply_errors = 0
+        self.downs = 0  # real went from up to down (or was deleted), any cause
+        self.deletes = 0
+        self._expected: dict[tuple[str, bool], float] = {}
+        self._changed = trio.Event()
+
+    # ---------------------------------------------------------------- check side
+
+    def result(self, address: str, passed: bool) -> None:
+        now = time.monotonic()
+        self.checks += 1
+        if passed:
+            self._last_pass[address] = now
+        else:
+            self.failed_checks += 1
+            self._last_fail[address] = now
+
+    def delivered(self, message: ProbeResult) -> None:
+        self.result(message.target.address, message.result.passed)
+
+    # ---------------------------------------------------------------- data plane side
+
+    def applied(self, ops: Sequence[Operation], started: float, finished: float, errors: int) -> None:
+        self.apply_seconds.setdefault(self.period, []).append(finished - started)
+        self.apply_ops[self.period] = self.apply_ops.get(self.period, 0) + len(ops)
+        self.apply_errors += errors
+        for op in ops:
+            if isinstance(op, (AddReal, UpdateReal)):
+                self._real_is(op.real.key.address, op.real.weight > 0, finished)
+            elif isinstance(op, DeleteReal):
+                self.deletes += 1
+                self._real_is(op.real.address, False, finished)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _real_is(self, address: str, up: bool, at: float) -> None:
+        was = self.up.get(address)
+        if was == up:
+            return
+        self.up[address] = up
+        self.up_count += 1 if up else (-1 if was else 0)
+        if was and not up:
+            self.downs += 1
+        decided = (self._last_pass if up else self._last_fail).get(address)
+        if decided is not None:
+            self.control_latency.setdefault(self.period, []).append(at - decided)
+        flipped = self._expected.pop((address, up), None)
+        if flipped is not None:
+            self.flip_latency["up" if up else "down"].append(at - flipped)
+            if decided is not None:
+                self.flip_control_latency.append(at - decided)
+
+    # ---------------------------------------------------------------- waiting
+
+    def expect(self, address: str, up: bool, since: float) -> None:
+        """The reals server made ``address`` ``up`` at ``since``: time its arrival."""
+        self._expected[(address, up)] = since
+
+    def forget(self, address: str, up: bool) -> None:
+        self._expected.pop((address, up), None)
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Return once ``predicate()`` holds, re-testing after every apply."""
+        while not predicate():
+            await self._changed.wait()

@@ -1,0 +1,272 @@
+"""The probing layer alone: the Prober and the checks, beside a bare trio-socket checker.
+
+``python -m benchmarks.probes [--reals 1000 5000] [--interval 1] [--seconds 10]
+[--workers 0 2] [--checks tcp http]``
+
+N reals on distinct loopback addresses (127.1.x.y, one port) are served by a
+separate process (nginx-light with 1 worker when installed, else
+``benchmarks._reals``). For each (check type, N) it runs, each in a fresh
+process so RSS and CPU are its own:
+
+- ``prober`` with every ``--workers`` value: ``actors.probes.Prober`` with
+  ``actors.checks.run_check``, one watch per real at ``--interval``, one
+  CapacityLimiter of ``--concurrency`` (kglb's default 100), results drained
+  from the watch channel by a consumer task;
+- ``bare``: the least a trio checker can do: one task per real, a raw
+  ``trio.socket`` connect (tcp) or hand-written GET plus status line (http),
+  the same limiter and interval, results counted.
+
+After ``--warmup`` seconds it measures ``--seconds``: checks/s achieved vs
+scheduled (N / interval), client CPU µs per check (the process and its probe
+workers, from /proc), RSS (the same), failed checks, missed intervals. The
+``ratio`` column is prober CPU µs/check ÷ bare CPU µs/check of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+from ._servers import SERVER_CHOICES, run_reals
+
+_ROOT = Path(__file__).resolve().parent.parent
+_TICK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def addresses(n: int) -> list[str]:
+    """``n`` distinct loopback addresses, 127.1.0.1 upwards (no .0 or .255)."""
+    return [f"127.{1 + i // 63500}.{i // 250 % 254}.{i % 250 + 1}" for i in range(n)]
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def process_rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except FileNotFoundError:
+        return 0
+
+
+# ------------------------------------------------------------------ bare checker
+
+
+async def _bare_tcp(address: str, port: int) -> bool:
+    sock = trio.socket.socket()
+    try:
+        await sock.connect((address, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+async def _bare_http(address: str, port: int) -> bool:
+    sock = trio.socket.socket()
+    try:
+        await sock.connect((address, port))
+        await sock.send(f"GET / HTTP/1.1\r\nHost: {address}:{port}\r\n"
+                        "Connection: close\r\n\r\n".encode())
+        head = b""
+        while b"\r\n" not in head:
+            data = await sock.recv(4096)
+            if not data:
+                return False
+            head += data
+        return head.split(b" ", 2)[1] == b"200"
+    except (OSError, IndexError):
+        return False
+    finally:
+        sock.close()
+
+
+class _Counts:
+    def __init__(self) -> None:
+        self.checks = 0
+        self.failed = 0
+
+
+async def _bare(kind: str, reals: list[str], port: int, interval: float, limiter, counts) -> None:
+    check = _bare_http if kind == "http" else _bare_tcp
+
+    async def probe(address: str) -> None:
+        due = trio.current_time() + random.uniform(0, interval)
+        while True:
+            await trio.sleep_until(due)
+            due += interval
+            async with limiter:
+                with trio.move_on_after(5):
+                    passed = await check(address, port)
+            counts.checks += 1
+            counts.failed += not passed
+
+    async with trio.open_nursery() as nursery:
+        for address in reals:
+            nursery.start_soon(probe, address)
+
+
+# ----------------------------------------------------------------------- prober
+
+
+async def _prober(kind, reals, port, interval, limiter, counts, workers, task_status):
+    from actors.probes import Prober
+    from kglb import ProbeTarget
+    from kglb.config import HttpCheck, TcpCheck
+
+    check = HttpCheck(codes=(200,), timeout_ms=5000) if kind == "http" else TcpCheck()
+    prober = Prober(workers=workers)
+    send, receive = trio.open_memory_channel(10000)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(prober.run)
+        for address in reals:
+            prober.watch(ProbeTarget(address=address, port=port, check=check),
+                         interval=interval, limiter=limiter, send=send)
+        task_status.started(prober)
+        async for message in receive:
+            counts.checks += 1
+            counts.failed += not message.result.passed
+
+
+def _worker_pids(prober) -> list[int]:
+    if prober is None:
+        return []
+    return [w.pid for w in prober.statistics().workers if w.pid]
+
+
+async def _phase(args) -> dict:
+    reals = addresses(args.reals)
+    counts = _Counts()
+    limiter = trio.CapacityLimiter(args.concurrency)
+    prober = None
+    async with trio.open_nursery() as nursery:
+        if args.phase == "bare":
+            nursery.start_soon(_bare, args.check, reals, args.port, args.interval, limiter, counts)
+        else:
+            prober = await nursery.start(_prober, args.check, reals, args.port, args.interval,
+                                         limiter, counts, args.workers)
+        await trio.sleep(args.warmup)
+        pids = [os.getpid(), *_worker_pids(prober)]
+        cpu0, checks0, failed0 = sum(map(process_cpu, pids)), counts.checks, counts.failed
+        missed0 = prober.statistics().missed if prober else 0
+        t0 = time.monotonic()
+        await trio.sleep(args.seconds)
+        elapsed = time.monotonic() - t0
+        cpu = sum(map(process_cpu, pids)) - cpu0
+        checks = counts.checks - checks0
+        stats = prober.statistics() if prober else None
+        result = {
+            "phase": args.phase, "check": args.check, "reals": args.reals,
+            "workers": args.workers if prober else None,
+            "scheduled_per_s": args.reals / args.interval,
+            "achieved_per_s": round(checks / elapsed, 1),
+            "cpu_us_per_check": round(cpu / checks * 1e6, 1) if checks else None,
+            "cpu_percent": round(cpu / elapsed * 100, 1),
+            "rss_mb": round(sum(map(process_rss, pids)) / 2**20, 1),
+            "failed": counts.failed - failed0,
+            "missed": (stats.missed - missed0) if stats else None,
+            "restarts": sum(w.restarts for w in stats.workers) if stats else None,
+        }
+        nursery.cancel_scope.cancel()
+    return result
+
+
+# ------------------------------------------------------------------------ driver
+
+
+def _run_phase(args, phase: str, check: str, n: int, workers: int) -> dict:
+    command = [sys.executable, "-m", "benchmarks.probes", "--phase", phase, "--check", check,
+               "--reals", str(n), "--workers", str(workers), "--interval", str(args.interval),
+               "--seconds", str(args.seconds), "--warmup", str(args.warmup),
+               "--port", str(args.port), "--concurrency", str(args.concurrency)]
+    done = subprocess.run(command, cwd=_ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"phase": phase, "check": check, "reals": n, "error": done.stderr[-2000:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _table(rows: list[dict]) -> str:
+    head = (f"{'check':5} {'reals':>6} {'system':10} {'sched/s':>8} {'done/s':>8} "
+            f"{'cpu µs/chk':>10} {'ratio':>6} {'cpu %':>6} {'rss MB':>7} {'failed':>6} {'missed':>6}")
+    lines = [head]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"{row['check']:5} {row['reals']:>6} {row['phase']}: ERROR {row['error']}")
+            continue
+        system = "bare" if row["phase"] == "bare" else f"prober w={row['workers']}"
+        lines.append(
+            f"{row['check']:5} {row['reals']:>6} {system:10} {row['scheduled_per_s']:>8.0f} "
+            f"{row['achieved_per_s']:>8.0f} {row['cpu_us_per_check'] or 0:>10.1f} "
+            f"{row.get('ratio') or '':>6} {row['cpu_percent']:>6.1f} {row['rss_mb']:>7.1f} "
+            f"{row['failed']:>6} {'' if row['missed'] is None else row['missed']:>6}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.probes", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reals", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--checks", nargs="+", choices=("tcp", "http"), default=["tcp", "http"])
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--port", type=int, default=20080)
+    parser.add_argument("--server", choices=SERVER_CHOICES, default="auto")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    parser.add_argument("--phase", choices=("bare", "prober"), help=argparse.SUPPRESS)
+    parser.add_argument("--check", choices=("tcp", "http"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    from benchmarks._reals import raise_nofile_limit
+
+    raise_nofile_limit()
+    if args.phase:  # one measurement, in this process
+        args.reals, args.workers = args.reals[0], args.workers[0]
+        print(json.dumps(trio.run(_phase, args)))
+        return 0
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="kglb-probes-") as tmp:
+        with run_reals(tuple(addresses(max(args.reals))), (), port=args.port, protocol="http",
+                       workdir=Path(tmp) / "reals", server=args.server) as info:
+            print(f"reals: {info.description}; interval {args.interval}s, "
+                  f"{args.seconds}s measured after {args.warmup}s, concurrency {args.concurrency}",
+                  flush=True)
+            for check in args.checks:
+                for n in args.reals:
+                    bare = _run_phase(args, "bare", check, n, 0)
+                    rows.append(bare)
+                    for workers in args.workers:
+                        row = _run_phase(args, "prober", check, n, workers)
+                        if bare.get("cpu_us_per_check") and row.get("cpu_us_per_check"):
+                            row["ratio"] = round(row["cpu_us_per_check"] / bare["cpu_us_per_check"], 2)
+                        rows.append(row)
+                    print(_table(rows[-1 - len(args.workers):]).split("\n", 1)[1], flush=True)
+    print()
+    print(_table(rows))
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    return 0 if all("error" not in row for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""From the health of one balancer's reals to its BalancerState (kglb.md §3.4, §3.7).
+
+Theory of operation. Every configured host is an :class:`Upstream`: its last
+resolved address (None if it never resolved) and the health of that address.
+:func:`balancer_state` turns the upstreams into IPVS weights:
+
+* a healthy real gets ``weight_up``; an unhealthy one gets 0 and stays in IPVS
+  (quiesced: existing connections go on, no new ones);
+* a real whose health is not decided yet (fewer than ``rise`` passes and
+  fewer than ``fall`` failures since it appeared) is ``provisional``: weight 0
+  for a new real, but the writer keeps the kernel's weight of a real that is
+  already serving, so a restart causes no traffic gap;
+* ``initial`` stays true until the alive ratio was above 0 once; until then
+  nothing is announced and all-down means all at 0;
+* after that, all-down means fail-open ("failsafe"): every real gets
+  ``weight_up`` and the alive ratio becomes 1.0, so the route stays announced
+  (kglb's intended behaviour, decisions.md row 24);
+* hosts that never resolved are left out; two hosts on the same address
+  collapse into one real (the first one listed wins);
+* with ``enable_fwmarks``, each real also gets a one-real fwmark service
+  (``fwmark<N>``) that tunnelled health checks go through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ._messages import BalancerState, CheckResult, RealStatus
+from ._model import Family, ForwardMethod, LinkAddress, Real, RealKey, Service, ServiceKey, ServiceState
+from .config._types import BalancerConfig
+from .health import Health
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upstream:
+    """One configured host as the balancer knows it now."""
+
+    host: str  # as configured: an IP literal or a name
+    address: str | None  # canonical text of its last address; None if it never resolved
+    health: Health = Health()
+    last: CheckResult | None = None
+    since: float | None = None  # when health.up last changed
+
+
+def balancer_state(
+    config: BalancerConfig,
+    upstreams: Sequence[Upstream],
+    *,
+    initial: bool,
+    fwmarks: Mapping[str, int] | None = None,
+) -> BalancerState:
+    """The BalancerState of ``config`` given its upstreams, in config order.
+
+    ``initial`` is the previous state's flag (True for a new balancer); the
+    result carries the updated one. ``fwmarks`` maps a real's address to its
+    mark; a real without a mark gets no fwmark service.
+    """
+    fall = config.checker.fall
+    weight_up = config.weight_up
+    chosen: dict[str, Upstream] = {}  # by address; the port is the balancer's
+    for up in upstreams:
+        if up.address is not None:
+            chosen.setdefault(up.address, up)
+
+    alive = sum(1 for up in chosen.values() if up.health.up)
+    total = len(chosen)
+    ratio = alive / total if total else 0.0
+    initial = initial and ratio == 0.0
+    failsafe = not initial and total > 0 and alive == 0
+    if failsafe:
+        ratio = 1.0
+
+    reals = []
+    weights: dict[str, int] = {}
+    for address, up in chosen.items():
+        weights[address] = weight_up if failsafe or up.health.up else 0
+        provisional = not failsafe and not up.health.decided(fall)
+        reals.append(Real(key=RealKey(address=address, port=config.port), weight=weights[address],
+                          forward=config.forward, hostname=up.host, provisional=provisional))
+
+    services = [ServiceState(service=config.service, reals=tuple(reals), name=config.name)]
+    marks = fwmarks or {}
+    if config.enable_fwmarks:
+        services.extend(_fwmark_services(config, chosen, marks))
+
+    statuses = tuple(
+        RealStatus(
+            host=up.host,
+            address=up.address,
+            port=config.port,
+            health=up.health,
+            weight=weights.get(up.address, 0),
+            last=up.last,
+            since=up.since,
+            fwmark=marks.get(up.address, 0) if config.enable_fwmarks and up.address else 0,
+        )
+        for up in upstreams
+    )
+    key = config.key
+    link = None if key.fwmark else LinkAddress(link=config.link, address=key.address)
+    return BalancerState(
+        identity=config.identity,
+        name=config.name,
+        setup_name=config.setup_name,
+        services=tuple(services),
+        reals=statuses,
+        alive_ratio=ratio,
+        initial=initial,
+        failsafe=failsafe,
+        route=config.bgp.route() if config.bgp is not None else None,
+        announce_limit_ratio=config.announce_limit_ratio,
+        link_address=link,
+    )
+
+
+def _fwmark_services(
+    config: BalancerConfig, chosen: Mapping[str, Upstream], marks: Mapping[str, int]
+) -> list[ServiceState]:
+    # kglb §3.7: rr, one real, always weight_up ("otherwise ipvs drops health
+    # checks"). A MASQ real keeps its port (decisions.md row 8); TUNNEL uses 0.
+    port = 0 if config.forward is ForwardMethod.TUNNEL else config.port
+    out = []
+    for address, up in chosen.items():
+        mark = marks.get(address)
+        if mark is None:
+            continue
+        service = Service(key=ServiceKey.for_fwmark(mark, Family.of(address)), scheduler="rr")
+        real = Real(key=RealKey(address=address, port=port), weight=config.weight_up,
+                    forward=config.forward, hostname=up.host)
+        out.append(ServiceState(service=service, reals=(real,), name=f"fwmark{mark}"))
+    return out
+
+
+def state_changed(old: BalancerState | None, new: BalancerState) -> bool:
+    """True if ``new`` differs from ``old`` in what the data plane or routes see.
+
+    Check latencies and health counters change with every probe; they are
+    status, not state, and do not make a balancer publish.
+    """
+    if old is None:
+        return True
+    return (
+        old.services != new.services
+        or old.alive_ratio != new.alive_ratio
+        or old.initial != new.initial
+        or old.failsafe != new.failsafe
+        or old.route != new.route
+        or old.route is not None and old.route.hold_time_ms != new.route.hold_time_ms
+        or old.announce_limit_ratio != new.announce_limit_ratio
+        or old.link_address != new.link_address
+    )

@@ -1,0 +1,69 @@
+"""ConfigError and the field paths its problems are reported with.
+
+A path names a field the way the user wrote it (``lb_service`` or
+``lbService``), and the camelCase JSON name for a field that is missing, so an
+operator can find every problem in the file: ``balancers[1].upstreamChecker.riseCount``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable. ``problems`` lists every problem found, each
+    ``"path: message"`` (or just a message when the whole input is at fault)."""
+
+    def __init__(self, problems: tuple[str, ...] | list[str] | str) -> None:
+        if isinstance(problems, str):
+            problems = (problems,)
+        self.problems: tuple[str, ...] = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def camel(name: str) -> str:
+    """protobuf's JSON name of a proto field name: ``lb_service`` -> ``lbService``."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """A position in the JSON document: its path text and the raw JSON value there."""
+
+    text: str = ""
+    raw: Any = None
+
+    def field(self, name: str) -> Where:
+        """The proto field ``name`` below this object, spelt as the user spelt it."""
+        spelling, value = camel(name), None
+        if isinstance(self.raw, dict):
+            for key in (camel(name), name):
+                if key in self.raw:
+                    spelling, value = key, self.raw[key]
+                    break
+        return Where(f"{self.text}.{spelling}" if self.text else spelling, value)
+
+    def item(self, index: int) -> Where:
+        value = self.raw[index] if isinstance(self.raw, list) and index < len(self.raw) else None
+        return Where(f"{self.text}[{index}]", value)
+
+    def key(self, key: str) -> Where:
+        """An entry of a JSON map (e.g. an http header)."""
+        value = self.raw.get(key) if isinstance(self.raw, dict) else None
+        return Where(f"{self.text}[{key!r}]", value)
+
+
+class Problems:
+    """Collects problems and warnings while a config is checked, in document order."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def error(self, where: Where, message: str) -> None:
+        self.errors.append(f"{where.text}: {message}" if where.text else message)
+
+    def warn(self, where: Where, message: str) -> None:
+        self.warnings.append(f"{where.text}: {message}" if where.text else message)

@@ -1,0 +1,156 @@
+"""All balancers' states → the desired DataPlaneState (kglb.md §2.4).
+
+:func:`generate` merges the latest BalancerState of every balancer, in
+config order:
+
+* services: every balancer's main service; fwmark services are shared by
+  balancers that share a real and are de-duplicated by mark (first wins);
+* addresses: one link address per distinct VIP of a TCP/UDP service;
+* routes: a balancer with a route is *announceable* when it is past its
+  initial state and its alive ratio is above 0 and at least its
+  ``announce_limit_ratio``. An announceable route is dropped when its network
+  address lies inside the prefix of a balancer that is not announceable (two
+  balancers announcing one prefix both need to be healthy), then routes are
+  de-duplicated by prefix (first wins, hold time included). A balancer
+  without a route has no say (decisions.md row 9);
+* the per-setup state hash, compatible with kglb's ``state_hash`` gauge;
+* validation: a state kglb would refuse is reported as problems, not sent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from ._messages import BalancerState
+from ._model import DataPlaneState, ForwardMethod, LinkAddress, Route, ServiceKey, ServiceState
+
+_FNV64_OFFSET = 0xCBF29CE484222325
+_FNV64_PRIME = 0x100000001B3
+_U64 = 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Generated:
+    """The result of one generation.
+
+    ``state`` is None when ``problems`` is not empty. ``announce`` maps each
+    balancer identity that has a route to whether it may be announced (kglb's
+    ``route_announcement{state=on|off}``); ``hashes`` maps setup name to its
+    state hash.
+    """
+
+    state: DataPlaneState | None
+    problems: tuple[str, ...] = ()
+    announce: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    hashes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def fnv1_64(data: bytes) -> int:
+    """Go's ``hash/fnv`` New64: FNV-1 (multiply, then xor), 64 bits."""
+    h = _FNV64_OFFSET
+    for byte in data:
+        h = (h * _FNV64_PRIME) & _U64
+        h ^= byte
+    return h
+
+
+def state_hashes(states: Iterable[BalancerState]) -> dict[str, int]:
+    """Per setup: the uint64 sum of FNV-1 64 of ``<hostname><name>_<weight>``.
+
+    Only main services count (fwmark services are left out), as in kglb, so a
+    fleet mixing kglb and kglb-trio of one setup compares equal.
+    """
+    hashes: dict[str, int] = {}
+    for state in states:
+        total = hashes.get(state.setup_name, 0)
+        for service in state.services:
+            if service.key.fwmark:
+                continue
+            for real in service.reals:
+                text = f"{real.hostname}{service.name}_{real.weight}"
+                total = (total + fnv1_64(text.encode())) & _U64
+        hashes[state.setup_name] = total
+    return hashes
+
+
+def announceable(state: BalancerState) -> bool:
+    """kglb's route decision for one balancer that has a route."""
+    return (
+        not state.initial
+        and state.alive_ratio > 0
+        and state.alive_ratio >= state.announce_limit_ratio
+    )
+
+
+def select_routes(allowed: Iterable[Route], prohibited: Iterable[Route]) -> tuple[Route, ...]:
+    """Allowed routes not inside a prohibited prefix, de-duplicated by prefix (first wins)."""
+    blocked = [ipaddress.ip_network(r.prefix) for r in prohibited]
+    chosen: dict[str, Route] = {}
+    for route in allowed:
+        network = ipaddress.ip_network(route.prefix)
+        if any(network.version == b.version and network.network_address in b for b in blocked):
+            continue
+        chosen.setdefault(route.prefix, route)
+    return tuple(chosen.values())
+
+
+def generate(states: Iterable[BalancerState]) -> Generated:
+    """Merge the balancers' states (in config order) into one desired state."""
+    states = tuple(states)
+    services: list[ServiceState] = []
+    seen_keys: dict[ServiceKey, str] = {}
+    addresses: dict[str, LinkAddress] = {}
+    allowed: list[Route] = []
+    prohibited: list[Route] = []
+    announce: dict[str, bool] = {}
+    problems: list[str] = []
+
+    for state in states:
+        for service in state.services:
+            if service.key in seen_keys:
+                if not service.key.fwmark:
+                    problems.append(f"{state.identity}: service {service.key} is also in "
+                                    f"{seen_keys[service.key]}")
+                continue
+            seen_keys[service.key] = state.identity
+            services.append(service)
+        if state.link_address is not None:
+            address = state.link_address
+            other = addresses.setdefault(address.address, address)
+            if other != address:
+                problems.append(f"{state.identity}: VIP {address.address} on link {address.link} "
+                                f"is also wanted on link {other.link}")
+        if state.route is not None:
+            ok = announceable(state)
+            announce[state.identity] = ok
+            (allowed if ok else prohibited).append(state.route)
+
+    problems.extend(validate_services(services))
+    hashes = MappingProxyType(state_hashes(states))
+    decisions = MappingProxyType(announce)
+    if problems:
+        return Generated(state=None, problems=tuple(problems), announce=decisions, hashes=hashes)
+    desired = DataPlaneState(
+        services=tuple(services),
+        addresses=tuple(addresses.values()),
+        routes=select_routes(allowed, prohibited),
+    )
+    return Generated(state=desired, announce=decisions, hashes=hashes)
+
+
+def validate_services(services: Iterable[ServiceState]) -> list[str]:
+    """kglb's ValidateDataPlaneState rules for services (kglb.md §1.6)."""
+    problems = []
+    for service in services:
+        if not service.name:
+            problems.append(f"service {service.key}: empty name")
+        for real in service.reals:
+            if not real.hostname:
+                problems.append(f"service {service.key}: real {real.key} has no hostname")
+            if real.key.port == 0 and real.forward is not ForwardMethod.TUNNEL:
+                problems.append(f"service {service.key}: real {real.key} needs a port "
+                                f"(forward method {real.forward.name})")
+    return problems

@@ -1,0 +1,77 @@
+"""``kglb-trio --config`` as a process: bad config, --dry-run, SIGHUP reload, SIGTERM."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def config(weight_up=0):
+    balancer = {
+        "name": "web", "setupName": "s",
+        "lbService": {"ipvsService": {"tcpAttributes": {
+            "address": {"ipv4": "10.0.0.1"}, "port": 80}}},
+        "upstreamRouting": {"forwardMethod": "TUNNEL"},
+        "upstreamDiscovery": {"port": 80, "staticAttributes": {"hosts": ["10.1.0.1"]}},
+        "upstreamChecker": {"riseCount": 1, "fallCount": 1, "intervalMs": 1000,
+                            "checker": {"dummy": {}}},
+        "dynamicRouting": {},
+    }
+    if weight_up:
+        balancer["weightUp"] = weight_up
+    return json.dumps({"balancers": [balancer]})
+
+
+def kglb_trio(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "actors.cli", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def read_until(proc, text, timeout=20.0):
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return lines
+    proc.kill()
+    raise AssertionError(f"{text!r} not printed; got {lines}; stderr: {proc.stderr.read()}")
+
+
+def test_bad_config_exits_2_with_every_problem(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"balancers": [{"name": ""}]}')
+    proc = kglb_trio("--config", str(path), "--dry-run", "--state-file", str(tmp_path / "o.json"))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "invalid config" in err and "balancers[0]" in err
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_dry_run_prints_changes_reloads_on_sighup_and_cleans_up_on_sigterm(tmp_path):
+    path = tmp_path / "kglb.json"
+    path.write_text(config())
+    proc = kglb_trio("--config", str(path), "--dry-run", "--status-address", "127.0.0.1:0",
+                     "--log-format", "json")
+    try:
+        read_until(proc, "AddReal TCP 10.0.0.1:80 -> 10.1.0.1|10.1.0.1:80 tunnel")
+        path.write_text(config(weight_up=5))
+        os.kill(proc.pid, signal.SIGHUP)
+        read_until(proc, "UpdateReal TCP 10.0.0.1:80 -> 10.1.0.1|10.1.0.1:80 tunnel 5")
+        path.write_text("{broken")
+        os.kill(proc.pid, signal.SIGHUP)  # refused: keeps running the old config
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGTERM)
+        lines = read_until(proc, "DeleteService TCP 10.0.0.1:80")
+        assert not any("UpdateReal" in line for line in lines)
+        assert proc.wait(timeout=20) == 0
+        assert "config reload refused" in proc.stderr.read()
+    finally:
+        proc.kill()

@@ -1,0 +1,101 @@
+"""actors/balancer.py with a fake prober: targets, fwmarks, publication only on change."""
+
+from functools import partial
+
+import trio
+from _control_fakes import balancer_config
+
+from actors.balancer import BalancerMemory, run_balancer
+from actors.resolver import resolve_host
+from actors.supervisor import ControlPlane
+from kglb import CheckResult, ProbeResult, ServiceKey
+from kglb.config import Config
+from kglb.fwmark import FwmarkPool
+
+
+class FakeWatch:
+    def __init__(self, prober, target, send):
+        self.prober, self.target, self.send = prober, target, send
+        self.active = True
+
+    def cancel(self):
+        self.active = False
+
+
+class FakeProber:
+    """The Prober's watch() signature; the test delivers results by hand."""
+
+    def __init__(self):
+        self.watches = []
+
+    def watch(self, target, *, interval, limiter, send):
+        w = FakeWatch(self, target, send)
+        self.watches.append(w)
+        return w
+
+    def active(self):
+        return [w for w in self.watches if w.active]
+
+    async def deliver(self, address, passed):
+        for w in self.active():
+            if w.target.address == address:
+                await w.send.send(ProbeResult(target=w.target, result=CheckResult(passed=passed),
+                                              at=trio.current_time()))
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED):
+        task_status.started()
+        await trio.sleep_forever()
+
+    def statistics(self):
+        return None
+
+
+async def test_publishes_only_when_weights_change():
+    prober = FakeProber()
+    send, receive = trio.open_memory_channel(100)
+    config = balancer_config(rise=2, fall=2)
+    memory = BalancerMemory()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(run_balancer, config, prober=prober, fwmarks=FwmarkPool(),
+                                    memory=memory, send=send, resolve=resolve_host))
+        first = receive.receive_nowait()
+        assert [r.provisional for r in first.services[0].reals] == [True, True]
+        assert {w.target.address for w in prober.active()} == {"10.1.0.1", "10.1.0.2"}
+        await prober.deliver("10.1.0.1", True)  # 1 of rise=2: nothing to publish
+        await trio.testing.wait_all_tasks_blocked()
+        assert receive.statistics().current_buffer_used == 0
+        await prober.deliver("10.1.0.1", True)
+        await trio.testing.wait_all_tasks_blocked()
+        state = receive.receive_nowait()
+        assert [r.weight for r in state.services[0].reals] == [1000, 0]
+        for _ in range(3):  # more passes: health counters move, the state does not
+            await prober.deliver("10.1.0.1", True)
+        await trio.testing.wait_all_tasks_blocked()
+        assert receive.statistics().current_buffer_used == 0
+        assert memory.snapshot(config).reals[0].health.count == 5
+        nursery.cancel_scope.cancel()
+    assert prober.active() == []  # watches end with the actor
+
+
+async def test_fwmarks_shared_by_balancers_and_released_when_both_are_gone(autojump_clock):
+    prober = FakeProber()
+    a = balancer_config("a", vip="10.0.0.1", hosts=("10.1.0.1",), enable_fwmarks=True)
+    b = balancer_config("b", vip="10.0.0.2", hosts=("10.1.0.1", "10.1.0.2"), enable_fwmarks=True)
+    send_desired, receive_desired = trio.open_memory_channel(10)
+    pool = FwmarkPool(10, 100)
+    plane = ControlPlane(Config(balancers=(a, b)), prober=prober, send_desired=send_desired,
+                         fwmarks=pool)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(plane.run)
+        targets = {(w.target.address, w.target.fwmark, w.target.via) for w in prober.active()}
+        assert targets == {("10.1.0.1", 100, ServiceKey.tcp("10.0.0.1", 80)),
+                           ("10.1.0.1", 100, ServiceKey.tcp("10.0.0.2", 80)),
+                           ("10.1.0.2", 101, ServiceKey.tcp("10.0.0.2", 80))}
+        await trio.sleep(1)
+        desired = receive_desired.receive_nowait()
+        assert sorted(s.name for s in desired.services) == ["a", "b", "fwmark100", "fwmark101"]
+        assert await plane.reload(Config(balancers=(b,))) == []
+        assert pool.get("10.1.0.1") == 100  # still used by b
+        assert await plane.reload(Config(balancers=())) == []
+        assert pool.statistics() == (0, 10)
+        plane.stop()

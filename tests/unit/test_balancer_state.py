@@ -1,0 +1,142 @@
+"""kglb/balancer.py: from health to weights (kglb.md §3.4, §3.7)."""
+
+from _control_fakes import balancer_config
+
+from kglb import Family, ForwardMethod, Health, LinkAddress, RealKey, ServiceKey
+from kglb.balancer import Upstream, balancer_state, state_changed
+
+UP = Health(up=True, count=1)
+DOWN = Health(up=False, count=-1)  # decided with fall=1
+UNKNOWN = Health()
+
+
+def ups(*pairs):
+    return [Upstream(host=h, address=h, health=health) for h, health in pairs]
+
+
+def weights(state):
+    return {r.key.address: r.weight for r in state.services[0].reals}
+
+
+def test_healthy_reals_get_weight_up_and_unhealthy_stay_at_zero():
+    config = balancer_config()
+    state = balancer_state(config, ups(("10.1.0.1", UP), ("10.1.0.2", DOWN)), initial=True)
+    assert weights(state) == {"10.1.0.1": 1000, "10.1.0.2": 0}
+    assert state.alive_ratio == 0.5
+    assert state.initial is False and state.failsafe is False
+    assert all(not r.provisional for r in state.services[0].reals)
+    assert state.services[0].name == "web"
+    assert state.identity == "web-10.0.0.1:80-tcp"
+
+
+def test_initial_state_all_down_stays_at_zero_and_initial():
+    config = balancer_config()
+    state = balancer_state(config, ups(("10.1.0.1", DOWN), ("10.1.0.2", DOWN)), initial=True)
+    assert weights(state) == {"10.1.0.1": 0, "10.1.0.2": 0}
+    assert state.initial is True and state.failsafe is False and state.alive_ratio == 0.0
+
+
+def test_fail_open_after_the_first_healthy_real():
+    config = balancer_config()
+    state = balancer_state(config, ups(("10.1.0.1", DOWN), ("10.1.0.2", DOWN)), initial=False)
+    assert weights(state) == {"10.1.0.1": 1000, "10.1.0.2": 1000}
+    assert state.failsafe is True and state.alive_ratio == 1.0
+    assert all(not r.provisional for r in state.services[0].reals)
+
+
+def test_no_reals_is_not_failsafe():
+    config = balancer_config(hosts=())
+    state = balancer_state(config, [], initial=False)
+    assert state.services[0].reals == () and state.alive_ratio == 0.0 and not state.failsafe
+
+
+def test_custom_weight_up():
+    config = balancer_config(weight_up=222)
+    state = balancer_state(config, ups(("10.1.0.1", UP)), initial=True)
+    assert weights(state) == {"10.1.0.1": 222}
+
+
+def test_undecided_reals_are_provisional_at_zero():
+    config = balancer_config(rise=3, fall=2)
+    one_fail = Health(up=False, count=-1)  # fall=2: not decided yet
+    state = balancer_state(config, ups(("10.1.0.1", UNKNOWN), ("10.1.0.2", one_fail)),
+                           initial=True)
+    assert [(r.weight, r.provisional) for r in state.services[0].reals] == [(0, True), (0, True)]
+    two_fails = Health(up=False, count=-2)
+    state = balancer_state(config, ups(("10.1.0.1", two_fails)), initial=True)
+    assert state.services[0].reals[0].provisional is False
+
+
+def test_never_resolved_hosts_are_left_out_but_reported():
+    config = balancer_config(hosts=("10.1.0.1", "web2.example"))
+    upstreams = [Upstream(host="10.1.0.1", address="10.1.0.1", health=UP),
+                 Upstream(host="web2.example", address=None)]
+    state = balancer_state(config, upstreams, initial=True)
+    assert weights(state) == {"10.1.0.1": 1000}
+    assert state.alive_ratio == 1.0
+    assert [(r.host, r.address, r.weight) for r in state.reals] == [
+        ("10.1.0.1", "10.1.0.1", 1000), ("web2.example", None, 0)]
+
+
+def test_duplicates_collapse_first_listed_wins():
+    config = balancer_config(hosts=("a.example", "b.example"))
+    upstreams = [Upstream(host="a.example", address="10.1.0.1", health=UP),
+                 Upstream(host="b.example", address="10.1.0.1", health=DOWN)]
+    state = balancer_state(config, upstreams, initial=True)
+    (real,) = state.services[0].reals
+    assert real.hostname == "a.example" and real.weight == 1000
+    assert state.alive_ratio == 1.0
+
+
+def test_link_address_is_the_vip_on_the_configured_link():
+    state = balancer_state(balancer_config(link="dummy0"), [], initial=True)
+    assert state.link_address == LinkAddress(link="dummy0", address="10.0.0.1")
+
+
+def test_route_and_limit_are_carried():
+    config = balancer_config(bgp_prefix="10.0.0.1", hold_time_ms=500, announce_limit_ratio=0.5)
+    state = balancer_state(config, [], initial=True)
+    assert state.route.prefix == "10.0.0.1/32" and state.route.hold_time_ms == 500
+    assert state.announce_limit_ratio == 0.5
+    assert balancer_state(balancer_config(), [], initial=True).route is None
+
+
+def test_fwmark_services_tunnel_use_port_0_and_weight_up_always():
+    config = balancer_config(enable_fwmarks=True, hosts=("10.1.0.1", "fd00::2"))
+    upstreams = [Upstream(host="10.1.0.1", address="10.1.0.1", health=DOWN),
+                 Upstream(host="fd00::2", address="fd00::2", health=UP)]
+    state = balancer_state(config, upstreams, initial=True,
+                           fwmarks={"10.1.0.1": 10000, "fd00::2": 10001})
+    main, fw1, fw2 = state.services
+    assert main.key == ServiceKey.tcp("10.0.0.1", 80)
+    assert (fw1.name, fw1.key) == ("fwmark10000", ServiceKey.for_fwmark(10000, Family.INET))
+    assert (fw2.name, fw2.key) == ("fwmark10001", ServiceKey.for_fwmark(10001, Family.INET6))
+    assert fw1.service.scheduler == "rr"
+    assert fw1.reals[0].key == RealKey(address="10.1.0.1", port=0)
+    assert fw1.reals[0].weight == 1000  # even though the real is down
+    assert fw1.reals[0].forward is ForwardMethod.TUNNEL and fw1.reals[0].hostname == "10.1.0.1"
+    assert [r.fwmark for r in state.reals] == [10000, 10001]
+
+
+def test_fwmark_services_masq_keep_the_real_port():
+    config = balancer_config(enable_fwmarks=True, hosts=("10.1.0.1",), forward=ForwardMethod.MASQ)
+    state = balancer_state(config, ups(("10.1.0.1", UP)), initial=True, fwmarks={"10.1.0.1": 7})
+    assert state.services[1].reals[0].key == RealKey(address="10.1.0.1", port=80)
+    assert state.services[1].reals[0].forward is ForwardMethod.MASQ
+
+
+def test_no_fwmark_services_without_enable_fwmarks():
+    state = balancer_state(balancer_config(), ups(("10.1.0.1", UP)), initial=True,
+                           fwmarks={"10.1.0.1": 7})
+    assert len(state.services) == 1
+
+
+def test_state_changed_ignores_check_details():
+    config = balancer_config(hosts=("10.1.0.1",))
+    a = balancer_state(config, ups(("10.1.0.1", UP)), initial=True)
+    b = balancer_state(config, [Upstream(host="10.1.0.1", address="10.1.0.1",
+                                         health=Health(up=True, count=5), since=3.0)], initial=True)
+    assert not state_changed(a, b)
+    c = balancer_state(config, ups(("10.1.0.1", DOWN)), initial=False)
+    assert state_changed(a, c)
+    assert state_changed(None, a)
