@@ -20,6 +20,7 @@ venv: $(STAMP)
 test: $(STAMP) proto-check unit kernel
 
 unit: $(STAMP)
+	bash tools/debian-deps.sh
 	$(VPY) -m pytest -q tests --ignore=tests/kernel
 
 # Kernel tests run inside a VM whose kernel has ip_vs (tools/ipvs-vm). Outside

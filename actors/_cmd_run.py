@@ -27,6 +27,7 @@ import trio
 
 from kglb import Operation
 from kglb.config import Config, ConfigError
+from kglb.pretty import render_operation
 
 from . import logs, sdnotify
 from .app import KglbHandle, run_kglb
@@ -59,7 +60,12 @@ def main(args) -> int:
     if not args.dry_run and not _preflight(config):
         return 1
     try:
-        return trio.run(_run, args, config)
+        speaker = _speaker(args)
+    except ValueError as exc:
+        print(f"kglb-trio: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return trio.run(_run, args, config, speaker)
     except BaseExceptionGroup as group:
         log.error("kglb-trio stopped on an error; the kernel is left as it is",
                   exc_info=group)
@@ -77,7 +83,7 @@ class _LateHandle:
         return self.handle.statistics()
 
 
-async def _run(args, config: Config) -> int:
+async def _run(args, config: Config, speaker) -> int:
     dataplane = _dataplane(args, config)
     late = _LateHandle()
     forced = False
@@ -102,13 +108,15 @@ async def _run(args, config: Config) -> int:
                 await nursery.start(loop_lag.run)
                 await nursery.start(partial(run_signal_handler, shutdown=shutdown, force=force,
                                             reload=lambda: _reload(args.config, late.handle)))
+                if speaker is not None:
+                    await nursery.start(speaker.run)
                 prober = Prober(source_v4=args.source_ipv4, source_v6=args.source_ipv6,
                                 workers=_probe_workers(args.probe_workers, config))
                 stopped = trio.Event()
 
                 async def control_plane(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
                     await run_kglb(
-                        config, dataplane=dataplane, prober=prober,
+                        config, dataplane=dataplane, prober=prober, speaker=speaker,
                         ownership_path=None if args.dry_run else args.state_file,
                         keep_on_exit=args.keep_on_exit,
                         on_apply=_print_operations if args.dry_run else None,
@@ -211,22 +219,18 @@ async def _watch_config(path: str, handle: KglbHandle) -> None:
 
 def _print_operations(ops: list[Operation]) -> None:
     for op in ops:
-        print(_describe(op), flush=True)
+        print(render_operation(op), flush=True)
 
 
-def _describe(op: Operation) -> str:
-    kind = type(op).__name__
-    if hasattr(op, "route"):
-        return f"{kind} {op.route.prefix} hold={op.route.hold_time_ms}ms"
-    if hasattr(op, "address"):
-        return f"{kind} {op.address.address}%{op.address.link}"
-    if hasattr(op, "real"):
-        real = op.real
-        if hasattr(real, "weight"):
-            return (f"{kind} {op.service} -> {real.hostname}|{real.key} "
-                    f"{real.forward.name.lower()} {real.weight}")
-        return f"{kind} {op.service} -> {real}"
-    service = op.service
-    if hasattr(service, "scheduler"):
-        return f"{kind} {service.key} {service.scheduler} flags={int(service.flags):#x}"
-    return f"{kind} {service}"
+def _speaker(args):
+    """A BirdSpeaker when ``--bgp-neighbor`` is given, else None (in-memory routes, as kglb)."""
+    if not args.bgp_neighbor:
+        return None
+    from kglb.bird import BirdSettings, parse_neighbor
+
+    from .bgp import BirdSpeaker
+
+    return BirdSpeaker(BirdSettings(
+        neighbors=tuple(parse_neighbor(n) for n in args.bgp_neighbor),
+        source_addresses=tuple(args.bgp_source_address),
+        socket=args.bird_socket, include_path=args.bird_include, birdc=args.birdc))

@@ -45,6 +45,15 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-workers", type=int, default=0, metavar="N",
                    help="shard probes over N worker processes (0: automatic)")
     p.add_argument("--watch-config", action="store_true", help="reload when the config file changes")
+    bgp = p.add_argument_group("BGP (through a local BIRD 2; off unless a neighbor is given)")
+    bgp.add_argument("--bgp-neighbor", action="append", default=[], metavar="ADDR[:ASN]",
+                     help="a BGP peer of BIRD's; repeatable; IPv6 as [ADDR]:ASN")
+    bgp.add_argument("--bgp-source-address", action="append", default=[], metavar="ADDR",
+                     help="our end of the sessions (at most one per family)")
+    bgp.add_argument("--bird-socket", default="/run/bird/bird.ctl", metavar="PATH")
+    bgp.add_argument("--bird-include", default="/run/bird/kglb-trio.conf", metavar="PATH",
+                     help="the file kglb-trio owns; include it from bird.conf")
+    bgp.add_argument("--birdc", default="birdc", metavar="PATH")
     p.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     # glog flags of kglbd, accepted and ignored so old unit files keep working

@@ -6,7 +6,7 @@ methods 405.
 
 Nothing here may stall the control plane. The snapshot is taken on the event
 loop (``handle.statistics()`` only gathers immutable objects); turning it into
-text is CPU work (10k series take 50-250 ms), so it runs in a worker thread,
+text is CPU work (10k reals: 0.2-0.3 s), so it runs in a worker thread,
 one render at a time. Every request has a deadline (a slow or silent client is
 dropped), the request line plus headers are bounded (431), garbage gets a 400,
 and past ``max_connections`` a new client gets a 503 and is closed.
@@ -167,11 +167,13 @@ async def _respond(stream: trio.SocketStream, conn: h11.Connection, code: int,
     if close:
         headers.append(("connection", "close"))
     reason = HTTPStatus(code).phrase.encode()
-    data = conn.send(h11.Response(status_code=code, headers=headers, reason=reason))
+    await stream.send_all(conn.send(h11.Response(status_code=code, headers=headers,
+                                                 reason=reason)))
     if body:
-        data += conn.send(h11.Data(data=body))
-    data += conn.send(h11.EndOfMessage())
-    await stream.send_all(data)
+        # Passthrough: a 4 MB scrape is sent as it is, not copied into h11's framing.
+        for chunk in conn.send_with_data_passthrough(h11.Data(data=body)):
+            await stream.send_all(chunk)
+    await stream.send_all(conn.send(h11.EndOfMessage()))
 
 
 async def _linger(stream: trio.SocketStream) -> None:

@@ -15,8 +15,13 @@ Several watchers of one target (two balancers with the same real and check)
 share its probe: it runs at the shortest of their intervals, under the
 limiter of the oldest watcher. ``Watch.cancel()`` stops delivery at once; the
 probe task ends when its last watcher is gone. A watcher whose channel is
-closed is cancelled. Sending waits: a consumer that does not keep up slows
-its targets' probes (backpressure) rather than losing results.
+closed is cancelled. A result goes into the channel's buffer without a
+scheduling round; when the buffer is full, sending waits: a consumer that
+does not keep up slows its targets' probes (backpressure) rather than losing
+results. Consumers should drain their channel with ``receive_nowait()`` after
+each ``receive()``: every ``receive()`` costs a whole trio scheduling round,
+and with thousands of probe tasks runnable a one-at-a-time consumer falls
+behind (measured: 30 results/s consumed of 3000/s produced).
 
 With ``workers=N`` the probe tasks run in N worker processes instead
 (:mod:`actors._probe_shards`): the watchers, delivery and statistics stay
@@ -43,9 +48,11 @@ from .checks import TUNNEL_SOURCES, run_check
 
 CheckFunction = Callable[[ProbeTarget], Awaitable[CheckResult]]
 
-#: Scheduled checks per second above which probes should leave the main process:
-#: one process does ~9k tcp or ~6k http checks/s at full CPU (benchmarks/probes.py),
-#: and the main process also runs the balancers, the generator and the writer.
+#: Scheduled checks per second above which probes should leave the main process.
+#: benchmarks/probes.py (2 shared cores): in-process, a check costs ~280-340 µs of
+#: CPU with its scheduling and delivery, so 2000/s is ~60% of a core, and the main
+#: process also runs the balancers, the generator and the writer; at 1000/s one
+#: process keeps up, at 5000/s it misses intervals and 2 workers do 1.3-1.8x more.
 SHARD_THRESHOLD = 2000.0
 _FIRST_SPREAD = 0.5  # the first gap is between ½ and 1½ intervals (with jitter on)
 
@@ -171,7 +178,9 @@ class Prober:
     ) -> Watch:
         """Deliver ``target``'s results to ``send`` until the returned Watch is cancelled.
 
-        Never blocks. Raises RuntimeError when the prober is not running.
+        ``send`` is a MemorySendChannel (anything with ``send_nowait`` and
+        ``send``); ``limiter`` bounds the checks in flight of this watcher's
+        balancer. Never blocks. Raises RuntimeError when the prober is not running.
         """
         if self._nursery is None:
             raise RuntimeError("the prober is not running")
@@ -236,6 +245,10 @@ class Prober:
             while True:
                 await trio.sleep_until(due)
                 async with probe.limiter:
+                    if not probe.watchers:
+                        # The last watcher left while this task yielded to take the
+                        # limiter; its cancellation arrives at the next checkpoint.
+                        return
                     start = trio.current_time()
                     interval = probe.interval
                     if start - due >= interval:

@@ -29,26 +29,33 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _children() -> list[str]:
-    """/proc/<pid> of this process's live children (probe worker processes)."""
-    me, found = str(os.getpid()), []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me:
-            found.append(f"/proc/{pid}")
+def _stat(proc: str) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state is [0], ppid [1])."""
+    try:
+        with open(f"{proc}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> list[str]:
+    """/proc/<child> of the live children of ``pid``."""
+    parent, found = str(pid), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(f"/proc/{entry}")) and fields[1] == parent:
+            found.append(f"/proc/{entry}")
     return found
+
+
+def _cpu(proc: str) -> float:
+    fields = _stat(proc)
+    return (int(fields[11]) + int(fields[12])) / _TICK if fields else 0.0  # utime + stime
 
 
 def rss_bytes() -> int:
     """Resident set size of this process and its children, now."""
     total = 0
-    for proc in ["/proc/self", *_children()]:
+    for proc in ["/proc/self", *_children(os.getpid())]:
         try:
             with open(f"{proc}/statm") as f:
                 total += int(f.read().split()[1]) * _PAGE
@@ -60,15 +67,12 @@ def rss_bytes() -> int:
 def cpu_seconds() -> float:
     """CPU time of this process (every thread: the netlink writer's too) and of
     its live children (probe workers)."""
-    total = time.process_time()
-    for proc in _children():
-        try:
-            with open(f"{proc}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
-    return total
+    return time.process_time() + sum(_cpu(proc) for proc in _children(os.getpid()))
+
+
+def tree_cpu_seconds(pids) -> float:
+    """CPU time of processes ``pids`` and their live children (the reals servers)."""
+    return sum(_cpu(proc) for pid in pids for proc in [f"/proc/{pid}", *_children(pid)])
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -132,8 +136,8 @@ class Recorder:
         self.apply_seconds: dict[str, list[float]] = {}
         self.apply_ops: dict[str, int] = {}
         self.apply_errors = 0
-        self.downs = 0  # real went from up to down (or was deleted), any cause
-        self.deletes = 0
+        self.went_down: list[str] = []  # reals that went from up to down, any cause, in order
+        self.deleted: list[str] = []
         self._expected: dict[tuple[str, bool], float] = {}
         self._changed = trio.Event()
 
@@ -161,7 +165,7 @@ class Recorder:
             if isinstance(op, (AddReal, UpdateReal)):
                 self._real_is(op.real.key.address, op.real.weight > 0, finished)
             elif isinstance(op, DeleteReal):
-                self.deletes += 1
+                self.deleted.append(op.real.address)
                 self._real_is(op.real.address, False, finished)
         self._changed.set()
         self._changed = trio.Event()
@@ -173,7 +177,7 @@ class Recorder:
         self.up[address] = up
         self.up_count += 1 if up else (-1 if was else 0)
         if was and not up:
-            self.downs += 1
+            self.went_down.append(address)
         decided = (self._last_pass if up else self._last_fail).get(address)
         if decided is not None:
             self.control_latency.setdefault(self.period, []).append(at - decided)
@@ -186,11 +190,9 @@ class Recorder:
     # ---------------------------------------------------------------- waiting
 
     def expect(self, address: str, up: bool, since: float) -> None:
-        """The reals server made ``address`` ``up`` at ``since``: time its arrival."""
+        """The reals server made ``address`` ``up`` at ``since``: time its arrival
+        in the data plane, however late (until the next expect of the same)."""
         self._expected[(address, up)] = since
-
-    def forget(self, address: str, up: bool) -> None:
-        self._expected.pop((address, up), None)
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Return once ``predicate()`` holds, re-testing after every apply."""

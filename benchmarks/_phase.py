@@ -16,13 +16,15 @@ import itertools
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 import trio
 
-from kglb import Operation
+from kglb import DeleteService, Operation
 
 from ._config import REAL_PORT, build_config, config_json
 from ._measure import LoopLag, Recorder, cpu_seconds, rss_bytes, summary_ms
@@ -141,6 +143,9 @@ def dataplane_class(kind: str):
             from actors.dataplane.ipvs import IpvsDataPlane
         except ImportError as e:
             raise SystemExit(f"--dataplane ipvs is not available here: {e}") from None
+        if not os.path.exists("/proc/net/ip_vs"):
+            raise SystemExit("--dataplane ipvs: this kernel has no ip_vs loaded (modprobe ip_vs; "
+                             "or run inside the VM: tools/ipvs-vm)")
         return IpvsDataPlane
     raise ValueError(f"unknown data plane {kind!r}")
 
@@ -154,8 +159,9 @@ class _Flips:
         self.recorder = recorder
         self.busy: set[str] = set()
         self.started = self.completed = self.missed = self.skipped = 0
-        # A flip that the data plane has not shown by then is counted as missed.
-        self.patience = (max(spec.rise, spec.fall) + 3) * spec.interval + spec.timeout_ms / 1000
+        # A flip that the data plane has not shown by then is counted as missed
+        # (twice the nominal time: an overloaded prober checks late).
+        self.patience = 2 * (max(spec.rise, spec.fall) + 3) * spec.interval + spec.timeout_ms / 1000
 
     async def run(self, until: float) -> None:
         if self.spec.flip_rate <= 0 or not self.spec.flip_pool:
@@ -183,7 +189,6 @@ class _Flips:
                 with trio.move_on_after(self.patience) as waited:
                     await self.recorder.wait_until(lambda: self.recorder.up.get(address) is up)
                 if waited.cancelled_caught:
-                    self.recorder.forget(address, up)
                     self.missed += 1
                     await self.control.set_health(address, True)
                     return
@@ -245,7 +250,7 @@ def _health(handle) -> dict[tuple[str, str], tuple]:
 async def _reload(spec: PhaseSpec, handle, recorder: Recorder) -> dict:
     """Reload an equal config, as JSON text (what SIGHUP does after reading the
     file): how long, and how many health states it reset."""
-    downs, deletes = recorder.downs, recorder.deletes
+    downs, deletes = len(recorder.went_down), len(recorder.deleted)
     before = _health(handle)
     recorder.period = "reload"
     text = config_json(spec.config())
@@ -254,13 +259,15 @@ async def _reload(spec: PhaseSpec, handle, recorder: Recorder) -> dict:
     seconds = time.monotonic() - started
     await trio.sleep(max(spec.rise, spec.fall) * spec.interval + 1)  # a reset would show by now
     after = _health(handle)
+    pool = set(spec.flip_pool)  # a flip missed in the window may still land: not the reload's doing
     return {
         "seconds": round(seconds, 4),
         "config_bytes": len(text),
         "problems": problems,
-        "health_resets": sum(after.get(key) != value for key, value in before.items()),
-        "reals_gone_down": recorder.downs - downs,
-        "reals_deleted": recorder.deletes - deletes,
+        "health_resets": sum(after.get(key) != value for key, value in before.items()
+                             if key[1] not in pool),
+        "reals_gone_down": len(set(recorder.went_down[downs:]) - pool),
+        "reals_deleted": len(set(recorder.deleted[deletes:]) - pool),
     }
 
 
@@ -284,7 +291,7 @@ async def run_phase(spec: PhaseSpec) -> dict:
 
 
 async def _run_phase(spec: PhaseSpec, system) -> dict:
-    dataplane_type = dataplane_class(spec.dataplane)  # imported now, for the same reason
+    dataplane_type = dataplane_class(spec.dataplane)  # imported before the RSS baseline too
     rss_start = rss_bytes()
     config = spec.config()
     recorder = Recorder()
@@ -294,63 +301,105 @@ async def _run_phase(spec: PhaseSpec, system) -> dict:
     for address in spec.flip_pool:  # an earlier phase may have ended mid-flip
         await control.set_health(address, True)
     flips = _Flips(spec, control, recorder)
-    n = len(spec.reals)
-    out: dict = {"system": spec.system, "reals": n}
+    out: dict | None = None
     async with trio.open_nursery() as nursery:
         await nursery.start(lag.run)
-        t0 = time.monotonic()
-        handle = await nursery.start(system, config, dataplane, recorder)
-        bringup_limit = (spec.rise + 5) * spec.interval + n / 500
-        with trio.move_on_after(bringup_limit):
-            await recorder.wait_until(lambda: recorder.up_count >= n)
-        out["bringup_seconds"] = round(time.monotonic() - t0, 3)
-        out["bringup_up"] = recorder.up_count
-        if recorder.up_count < n:
-            sys.stderr.write(f"\n[{spec.system}] only {recorder.up_count}/{n} reals up "
-                             f"after {bringup_limit:.0f} s; measuring anyway\n")
-        recorder.period = "steady"
-        lag.reset()
-        checks0, failed0, cpu0, w0 = recorder.checks, recorder.failed_checks, cpu_seconds(), time.monotonic()
-        if spec.progress:
-            nursery.start_soon(_progress, spec, recorder, lag, flips, w0)
-        nursery.start_soon(flips.run, w0 + spec.duration)
-        await trio.sleep(spec.duration)
-        window = time.monotonic() - w0
-        cpu = cpu_seconds() - cpu0
-        checks = recorder.checks - checks0
-        out.update(
-            window_seconds=round(window, 3),
-            checks=checks,
-            failed_checks=recorder.failed_checks - failed0,
-            checks_per_second=round(checks / window, 1),
-            scheduled_per_second=round(n / spec.interval, 1),
-            cpu_seconds=round(cpu, 3),
-            cpu_us_per_check=round(cpu / checks * 1e6, 1) if checks else None,
-            cpu_share=round(cpu / window, 3),
-            loadavg=os.getloadavg(),  # the machine is shared: how busy it was
-            rss_bytes=rss_bytes(),
-            rss_per_real_bytes=round((rss_bytes() - rss_start) / n, 1),
-            loop_lag=summary_ms(lag.samples),
-        )
-        with trio.move_on_after(flips.patience * 2):
-            await _poll(lambda: not flips.busy)  # let the last flips land
-        out["flips"] = {"started": flips.started, "completed": flips.completed,
-                        "missed": flips.missed, "skipped": flips.skipped,
-                        "unfinished": len(flips.busy)}
-        out["flip_latency_down"] = summary_ms(recorder.flip_latency["down"])
-        out["flip_latency_up"] = summary_ms(recorder.flip_latency["up"])
-        out["control_latency_flips"] = summary_ms(recorder.flip_control_latency)
-        out["control_latency"] = {p: summary_ms(v) for p, v in recorder.control_latency.items()}
-        if spec.system == "kglb":
-            out["reload"] = await _reload(spec, handle, recorder)
-            out["stats"] = _plain(handle.statistics())
-            out["coalesce"] = spec.coalesce
-            out["probe_workers"] = spec.probe_workers
-        out["apply"] = {p: {**summary_ms(v), "ops": recorder.apply_ops.get(p, 0)}
-                        for p, v in recorder.apply_seconds.items()}
-        out["apply_errors"] = recorder.apply_errors
+        try:
+            async with trio.open_nursery() as under_test:
+                t0 = time.monotonic()
+                handle = await under_test.start(system, config, dataplane, recorder)
+                out = await _measure(spec, handle, recorder, lag, flips, nursery, t0, rss_start)
+                if spec.system == "kglb":
+                    handle.shutdown()  # graceful: it removes what it created (IPVS: no leftovers)
+                    under_test.cancel_scope.deadline = trio.current_time() + 30
+                else:
+                    under_test.cancel_scope.cancel()
+        except Exception as exc:
+            if out is None:
+                raise
+            # The figures are in: a crash while stopping is reported beside them.
+            out["shutdown_error"] = describe_error(exc)
+            sys.stderr.write(f"\n[{spec.system}] crashed while shutting down: {out['shutdown_error']}\n")
+        if spec.system == "baseline":
+            await dataplane.apply([DeleteService(service=b.key) for b in config.balancers])
         nursery.cancel_scope.cancel()
     if spec.progress:
         sys.stderr.write("\n")
     await control.aclose()
+    await dataplane.aclose()
+    return out
+
+
+def describe_error(exc: BaseException) -> str:
+    """The distinct innermost errors of ``exc`` (an exception group, usually), one line."""
+    leaves: dict[str, int] = {}
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for inner in e.exceptions:
+                walk(inner)
+            return
+        frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+        where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
+        key = f"{type(e).__name__}: {e}{where}"
+        leaves[key] = leaves.get(key, 0) + 1
+
+    walk(exc)
+    ranked = sorted(leaves.items(), key=lambda item: (-item[1], item[0]))  # most frequent first
+    return "; ".join(f"{key} (x{count})" for key, count in ranked)
+
+
+async def _measure(spec: PhaseSpec, handle, recorder: Recorder, lag: LoopLag, flips: _Flips,
+                   nursery: trio.Nursery, t0: float, rss_start: int) -> dict:
+    n = len(spec.reals)
+    out: dict = {"system": spec.system, "reals": n}
+    bringup_limit = (spec.rise + 5) * spec.interval + n / 500
+    with trio.move_on_after(bringup_limit):
+        await recorder.wait_until(lambda: recorder.up_count >= n)
+    out["bringup_seconds"] = round(time.monotonic() - t0, 3)
+    out["bringup_up"] = recorder.up_count
+    if recorder.up_count < n:
+        sys.stderr.write(f"\n[{spec.system}] only {recorder.up_count}/{n} reals up "
+                         f"after {bringup_limit:.0f} s; measuring anyway\n")
+    recorder.period = "steady"
+    lag.reset()
+    checks0, failed0, cpu0, w0 = recorder.checks, recorder.failed_checks, cpu_seconds(), time.monotonic()
+    if spec.progress:
+        nursery.start_soon(_progress, spec, recorder, lag, flips, w0)
+    nursery.start_soon(flips.run, w0 + spec.duration)
+    await trio.sleep(spec.duration)
+    window = time.monotonic() - w0
+    cpu = cpu_seconds() - cpu0
+    checks = recorder.checks - checks0
+    out.update(
+        window_seconds=round(window, 3),
+        checks=checks,
+        failed_checks=recorder.failed_checks - failed0,
+        checks_per_second=round(checks / window, 1),
+        scheduled_per_second=round(n / spec.interval, 1),
+        cpu_seconds=round(cpu, 3),
+        cpu_us_per_check=round(cpu / checks * 1e6, 1) if checks else None,
+        cpu_share=round(cpu / window, 3),
+        loadavg=os.getloadavg(),  # the machine is shared: how busy it was
+        rss_bytes=(rss := rss_bytes()),
+        rss_per_real_bytes=round((rss - rss_start) / n, 1),
+        loop_lag=summary_ms(lag.samples),
+    )
+    with trio.move_on_after(flips.patience * 2):
+        await _poll(lambda: not flips.busy)  # let the last flips land
+    out["flips"] = {"started": flips.started, "completed": flips.completed,
+                    "missed": flips.missed, "skipped": flips.skipped,
+                    "unfinished": len(flips.busy)}
+    out["flip_latency_down"] = summary_ms(recorder.flip_latency["down"])
+    out["flip_latency_up"] = summary_ms(recorder.flip_latency["up"])
+    out["control_latency_flips"] = summary_ms(recorder.flip_control_latency)
+    out["control_latency"] = {p: summary_ms(v) for p, v in recorder.control_latency.items()}
+    if spec.system == "kglb":
+        out["reload"] = await _reload(spec, handle, recorder)
+        out["stats"] = _plain(handle.statistics())
+        out["coalesce"] = spec.coalesce
+        out["probe_workers"] = spec.probe_workers
+    out["apply"] = {p: {**summary_ms(v), "ops": recorder.apply_ops.get(p, 0)}
+                    for p, v in recorder.apply_seconds.items()}
+    out["apply_errors"] = recorder.apply_errors
     return out

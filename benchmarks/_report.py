@@ -121,19 +121,29 @@ def table(run: dict) -> str:
         ("bring-up: all reals up, s", _fmt(k.get("bringup_seconds"), ".2f"),
          _fmt(b.get("bringup_seconds"), ".2f"),
          _ratio(k.get("bringup_seconds"), b.get("bringup_seconds"))),
-        ("flips completed/started (missed)", _flips(k), _flips(b), "-"),
+        ("flips done/started (missed, unfinished)", _flips(k), _flips(b), "-"),
+        ("load average (1 min) at window end", _fmt((k.get("loadavg") or [None])[0], ".2f"),
+         _fmt((b.get("loadavg") or [None])[0], ".2f"), "-"),
+        ("reals server CPU, share of one core", _fmt(_get(run, "server_cpu_share", "kglb"), ".2f"),
+         _fmt(_get(run, "server_cpu_share", "baseline"), ".2f"), "-"),
     ]
     reload = k.get("reload")
     if reload:
         rows.append(("reload equal config: s / reals reset",
                      f"{_fmt(reload['seconds'], '.3f')} / {_resets(reload)}", "-", "-"))
+    if k:
+        rows.append(("graceful shutdown", "FAILED (see JSON)" if k.get("shutdown_error") else "ok",
+                     "-", "-"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{'N=' + str(run['reals']):<{width}}  {'kglb-trio':>22}  {'baseline':>22}  {'ratio':>7}"]
     lines += [f"{r[0]:<{width}}  {r[1]:>22}  {r[2]:>22}  {r[3]:>7}" for r in rows]
+    if k.get("shutdown_error"):
+        lines.append(f"kglb-trio shutdown error: {k['shutdown_error'][:300]}")
     met = targets(run)
     if met:
         lines.append("targets: " + ", ".join(
-            f"{name} {'MET' if ok else 'NOT MET'}" if ok is not None else f"{name} n/a (N<10k)"
+            f"{name} {'MET' if ok else 'NOT MET'}" if ok is not None
+            else f"{name} n/a ({'N<10k' if run['reals'] < TARGET_REALS else 'not measured'})"
             for name, ok in met.items()))
     return "\n".join(lines)
 
@@ -144,7 +154,22 @@ def _mib(value) -> float | None:
 
 def _flips(phase: dict) -> str:
     f = phase.get("flips")
-    return f"{f['completed']}/{f['started']} ({f['missed']})" if f else "-"
+    return f"{f['completed']}/{f['started']} ({f['missed']}, {f.get('unfinished', 0)})" if f else "-"
+
+
+def rss_slopes(runs: list[dict]) -> dict:
+    """Marginal RSS per real between the smallest and the largest N (bytes), per system:
+    fixed costs (interpreter, modules) cancel out, which a single N cannot do."""
+    measured = sorted((r for r in runs if r.get("kglb") or r.get("baseline")), key=lambda r: r["reals"])
+    if len(measured) < 2 or measured[0]["reals"] == measured[-1]["reals"]:
+        return {}
+    low, high = measured[0], measured[-1]
+    out = {"from_reals": low["reals"], "to_reals": high["reals"]}
+    for system in ("kglb", "baseline"):
+        a, b = _get(low, system, "rss_bytes"), _get(high, system, "rss_bytes")
+        if a is not None and b is not None:
+            out[system] = round((b - a) / (high["reals"] - low["reals"]), 1)
+    return out
 
 
 def write_json(results: dict, directory: Path) -> Path:
@@ -169,6 +194,7 @@ def plot(results: dict, path: Path) -> Path | None:
     for system in ("kglb", "baseline"):
         left.plot(ns, [_get(r, system, "control_latency_flips", "p99_ms") for r in runs], "o-", label=system)
         right.plot(ns, [_get(r, system, "cpu_us_per_check") for r in runs], "o-", label=system)
+    left.axhline(TARGETS["control_latency_p99_ms"], linestyle="--", color="grey", label="target")
     left.set(xlabel="reals", ylabel="check -> data plane p99 (ms)", xscale="log")
     right.set(xlabel="reals", ylabel="CPU µs per check", xscale="log")
     left.legend()

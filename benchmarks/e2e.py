@@ -21,10 +21,12 @@ import math
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from ._config import CHECK_KINDS, REAL_PORT, real_addresses
-from ._report import machine, plot, table, targets, write_json
+from ._measure import tree_cpu_seconds
+from ._report import machine, plot, rss_slopes, table, targets, write_json
 from ._servers import SERVER_CHOICES, run_reals
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -48,8 +50,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--check", choices=CHECK_KINDS, default="tcp")
     p.add_argument("--interval", type=float, default=1.0, help="check interval, s (default 1)")
     p.add_argument("--duration", type=float, default=20.0, help="measured window, s (default 20)")
-    p.add_argument("--flip-rate", type=float, default=1.0,
-                   help="reals taken down (and brought back) per second (default 1; 0: none)")
+    p.add_argument("--flip-rate", type=float, default=2.0,
+                   help="reals taken down (and brought back) per second (default 2; 0: none)")
     p.add_argument("--rise", type=int, default=3)
     p.add_argument("--fall", type=int, default=2)
     p.add_argument("--reals-per-vip", type=int, default=500)
@@ -150,13 +152,22 @@ def main(argv: list[str] | None = None) -> int:
                            workdir=workdir / "reals", server=args.server) as info:
                 run = {"reals": n, "server": info.description, "flip_pool": len(pool),
                        "scheduled_per_second": n / args.interval}
+                run["server_cpu_share"] = {}
                 for system in systems:
+                    cpu, started = tree_cpu_seconds(info.pids), time.monotonic()
                     run[system] = _phase_process(_passthrough(argv), system, n, info.control, workdir)
+                    run["server_cpu_share"][system] = round(
+                        (tree_cpu_seconds(info.pids) - cpu) / (time.monotonic() - started), 3)
         run["targets"] = targets(run)
         results["runs"].append(run)
         print(f"\nreals served by {run['server']}; check {args.check} every {args.interval} s, "
               f"flips {args.flip_rate}/s over a pool of {len(pool)}, data plane {args.dataplane}")
         print(table(run), flush=True)
+    if slopes := rss_slopes(results["runs"]):
+        results["rss_per_real_slope"] = slopes
+        print(f"\nRSS per real, slope N={slopes['from_reals']}..{slopes['to_reals']}: "
+              f"kglb-trio {slopes.get('kglb', '-')} B, baseline {slopes.get('baseline', '-')} B "
+              f"(target <= {10 * 1024} B)")
     path = write_json(results, args.results)
     print(f"\nresults: {path}")
     if not args.no_plot:

@@ -11,6 +11,7 @@ is what the kernel read-back and the status API print.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ class Family(enum.IntEnum):
 
     @classmethod
     def of(cls, address: str) -> Family:
-        return cls.INET if ipaddress.ip_address(address).version == 4 else cls.INET6
+        return cls.INET if ":" not in canonical_ip(address) else cls.INET6
 
     @property
     def tag(self) -> str:
@@ -41,6 +42,9 @@ class ForwardMethod(enum.IntEnum):
     """IPVS forwarding method, with the kernel's IP_VS_CONN_F_* numbers."""
 
     MASQ = 0
+    # Read-back only: the kernel turns any method into LOCALNODE for a real
+    # whose address is local to the balancer (ip_vs_ctl.c __ip_vs_update_dest).
+    LOCALNODE = 1
     TUNNEL = 2
     DROUTE = 3
 
@@ -62,8 +66,12 @@ SCHEDULERS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def canonical_ip(text: str) -> str:
-    """Canonical text of an IP address; raises ValueError for anything else."""
+    """Canonical text of an IP address; raises ValueError for anything else.
+
+    Cached: every state of a 10k-real balancer re-validates the same addresses.
+    """
     return str(ipaddress.ip_address(text))
 
 
@@ -239,7 +247,9 @@ class Route:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", str(ipaddress.ip_network(self.prefix, strict=False)))
-        object.__setattr__(self, "communities", tuple(self.communities))
+        # A set in BGP: order and repeats carry no meaning, and BIRD reports
+        # standard and large communities apart, so compare them sorted.
+        object.__setattr__(self, "communities", tuple(sorted(set(self.communities))))
 
 
 # --------------------------------------------------------------------- state messages

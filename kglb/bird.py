@@ -111,25 +111,26 @@ class BirdSettings:
     """How to reach BIRD and whom to peer with (CLI flags, not the kglb config).
 
     ``include_path`` is the file we own and rewrite; ``socket`` is BIRD's control
-    socket; ``source_address``, if set, is our end of every session (else BIRD
-    picks it by routing); ``poll_interval`` is how often session states are read
-    (kglb polled every 10 s).
+    socket; ``source_addresses`` (at most one per family) are our end of the
+    sessions of that family (else BIRD picks it by routing); ``poll_interval``
+    is how often session states are read (kglb polled every 10 s).
     """
 
     neighbors: tuple[Neighbor, ...]
     include_path: str = DEFAULT_INCLUDE
     socket: str = DEFAULT_SOCKET
     birdc: str = "birdc"
-    source_address: str | None = None
+    source_addresses: tuple[str, ...] = ()
     poll_interval: float = 10.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "neighbors", tuple(self.neighbors))
         if not self.neighbors:
             raise ValueError("a BGP speaker needs at least one neighbor")
-        if self.source_address is not None:
-            source = str(ipaddress.ip_address(self.source_address))
-            object.__setattr__(self, "source_address", source)
+        sources = tuple(str(ipaddress.ip_address(a)) for a in self.source_addresses)
+        if len({ipaddress.ip_address(a).version for a in sources}) != len(sources):
+            raise ValueError("at most one BGP source address per address family")
+        object.__setattr__(self, "source_addresses", sources)
         if self.poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
 
@@ -198,15 +199,15 @@ def parse_community(text: str) -> tuple[int, ...]:
 
 def _route_line(route: Route) -> str:
     actions = [f"{HOLD_ATTRIBUTE} = {route.hold_time_ms};"]
-    for community in route.communities:
-        values = parse_community(community)
+    # standard communities first, as BIRD lists them
+    for values in sorted(map(parse_community, route.communities), key=lambda v: (len(v), v)):
         attribute = "bgp_community" if len(values) == 2 else "bgp_large_community"
         actions.append(f"{attribute}.add(({','.join(map(str, values))}));")
     return f"  route {route.prefix} blackhole {{ {' '.join(actions)} }};"
 
 
 def render(
-    routes: Iterable[Route], sessions: Iterable[Session], *, source_address: str | None = None
+    routes: Iterable[Route], sessions: Iterable[Session], *, source_addresses: Iterable[str] = ()
 ) -> str:
     """The whole include file for these routes and sessions (deterministic order).
 
@@ -216,6 +217,7 @@ def render(
     for route in sorted(routes, key=lambda r: (r.local_asn, r.peer_asn, r.prefix, r.communities)):
         by_table.setdefault((_version(route), route.local_asn, route.peer_asn), []).append(route)
     sessions = sorted(sessions)
+    sources = {ipaddress.ip_address(a).version: a for a in source_addresses}
     for s in sessions:
         by_table.setdefault((s.version, s.local_asn, s.peer_asn), [])
 
@@ -236,7 +238,7 @@ def render(
         ]
     for s in sessions:
         table = table_name(s.version, s.local_asn, s.peer_asn)
-        local = f"local {source_address} as" if source_address else "local as"
+        local = f"local {sources[s.version]} as" if s.version in sources else "local as"
         out += [
             "",
             f"protocol bgp {s.name} {{",

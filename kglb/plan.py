@@ -53,6 +53,7 @@ from ._model import (
     DeleteAddress,
     DeleteReal,
     DeleteService,
+    ForwardMethod,
     LinkAddress,
     Operation,
     Owned,
@@ -147,7 +148,9 @@ def _plan_reals(key: ServiceKey, existing: ServiceState, wanted: ServiceState) -
             adds.append(AddReal(service=key, real=real))
             continue
         weight = old.weight if real.provisional else real.weight
-        if (weight, real.forward) != (old.weight, old.forward):
+        # The kernel reports a local real as LOCALNODE whatever it was given.
+        forward_ok = old.forward in (real.forward, ForwardMethod.LOCALNODE)
+        if weight != old.weight or not forward_ok:
             updates.append(UpdateReal(service=key, real=replace(real, weight=weight)))
     deletes = [DeleteReal(service=key, real=rk) for rk in have if rk not in want]
     return adds + updates + deletes

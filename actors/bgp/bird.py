@@ -184,7 +184,8 @@ class BirdSpeaker:
 
     async def _configure(self, op, routes: dict[tuple, Route], sessions: set[Session]) -> None:
         try:
-            text = render(routes.values(), sessions, source_address=self._settings.source_address)
+            text = render(routes.values(), sessions,
+                          source_addresses=self._settings.source_addresses)
         except ValueError as e:
             raise OperationError(op=op, errno=errno.EINVAL, message=str(e)) from e
         path = Path(self._settings.include_path)

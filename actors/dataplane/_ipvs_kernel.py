@@ -22,7 +22,6 @@ from kglb import (
     DeleteAddress,
     DeleteReal,
     DeleteService,
-    Family,
     LinkAddress,
     Operation,
     ServiceKey,
@@ -45,7 +44,7 @@ class KernelSession:
     """Netlink sockets for IPVS and for the addresses of ``links``.
 
     ``unrepresentable`` counts kernel objects the last read skipped because
-    kglb-trio cannot model them (SCTP services, LOCAL destinations, ...):
+    kglb-trio cannot model them (SCTP services, unknown schedulers, ...):
     they can only be foreign, and are left alone.
     """
 
@@ -85,10 +84,12 @@ class KernelSession:
                 skipped += 1
                 continue
             key = entry.service.key
-            dests = []
-            for reply in self._ipvs.dump(
+            # a service deleted meanwhile by someone else dumps no destinations
+            replies = self._ipvs.dump(
                 lambda seq: wire.dump_dests_request(key, family=self._ipvs.family, seq=seq)
-            ):
+            )
+            dests = []
+            for reply in replies:
                 try:
                     dests.append(wire.decode_dest(reply, key.family))
                 except wire.Unrepresentable:
@@ -139,13 +140,12 @@ class KernelSession:
         for op in ops:
             seq = self._ipvs.next_seq()
             requests.append((seq, wire.encode_operation(op, family=self._ipvs.family, seq=seq)))
-        acks = self._ipvs.transact(requests)
-        failures = []
-        for op, (seq, _) in zip(ops, requests):
-            ack = acks[seq]
-            if ack.errno:
-                failures.append(OperationError(op, ack.errno, ack.message))
-        return failures
+        refused = self._ipvs.transact(requests)
+        return [
+            OperationError(op, refused[seq].errno, refused[seq].message)
+            for op, (seq, _) in zip(ops, requests)
+            if seq in refused
+        ]
 
     def _address(self, op: AddAddress | DeleteAddress) -> OperationError | None:
         target = op.address

@@ -16,6 +16,7 @@ import errno
 import itertools
 import os
 import socket
+import struct
 from collections.abc import Callable, Sequence
 
 from kglb import _ipvs_wire as wire
@@ -30,6 +31,7 @@ SO_RCVBUFFORCE = 33
 _BUFFER_BYTES = 16 << 20
 _ACK_TRUESIZE = 1024  # receive-buffer charge of one ack (an skb each), with margin
 _RECV_BYTES = 1 << 18  # larger than any dump datagram
+_PLAIN_ACK = struct.Struct("=IHHIIi16x")  # header, error, capped echo of the request header
 
 
 class IpvsSocket:
@@ -37,11 +39,13 @@ class IpvsSocket:
 
     Raises ``FileNotFoundError`` at construction when the kernel has no IPVS
     family (ip_vs not loaded), ``PermissionError`` without CAP_NET_ADMIN (on
-    the first request), ``OSError`` for anything else.
+    the first request), ``OSError`` for anything else. ``sock`` stands in for
+    the netlink socket (tests give a fake kernel).
     """
 
-    def __init__(self, *, timeout: float = 30.0) -> None:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+    def __init__(self, sock: socket.socket | None = None, *, timeout: float = 30.0) -> None:
+        if sock is None:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
         try:
             for force, plain in ((SO_SNDBUFFORCE, socket.SO_SNDBUF), (SO_RCVBUFFORCE, socket.SO_RCVBUF)):
                 try:  # the FORCE variants pass rmem_max/wmem_max; they need CAP_NET_ADMIN
@@ -73,12 +77,13 @@ class IpvsSocket:
         return next(self._seqs) & 0xFFFFFFFF or next(self._seqs)
 
     def transact(self, requests: Sequence[tuple[int, bytes]]) -> dict[int, wire.Ack]:
-        """Send ``(seq, request)`` pairs, pipelined; return every request's ack by seq.
+        """Send ``(seq, request)`` pairs, pipelined; return the refused ones' acks by seq.
 
+        Every request is acked; a request missing from the result succeeded.
         Raises ``OSError`` (``TimeoutError``) if the kernel stops answering: what
         ran is then unknown and the caller must re-read the kernel.
         """
-        acks: dict[int, wire.Ack] = {}
+        refused: dict[int, wire.Ack] = {}
         start = 0
         while start < len(requests):
             end, size = start, 0
@@ -89,38 +94,49 @@ class IpvsSocket:
                 end += 1
             chunk = requests[start:end]
             self._sock.send(b"".join(data for _, data in chunk))
-            acks.update(self._collect_acks({seq for seq, _ in chunk}))
+            self._collect_acks({seq for seq, _ in chunk}, refused)
             start = end
-        return acks
+        return refused
 
-    def _collect_acks(self, pending: set[int]) -> dict[int, wire.Ack]:
-        acks: dict[int, wire.Ack] = {}
+    def _collect_acks(self, pending: set[int], refused: dict[int, wire.Ack]) -> None:
+        buffer = self._buffer
         while pending:
             try:
-                messages = self._receive()
+                size = self._sock.recv_into(buffer)
             except OSError as exc:
                 if exc.errno != errno.ENOBUFS:
                     raise
-                # the kernel dropped acks; all of this chunk's are queued already
-                self._sock.setblocking(False)
-                try:
-                    messages = self._drain()
-                finally:
-                    self._sock.settimeout(self._timeout)
-                for msg in messages:
-                    self._take_ack(msg, pending, acks)
-                for seq in pending:
-                    acks[seq] = wire.Ack(seq=seq, errno=errno.ENOBUFS, message="ack lost: outcome unknown")
-                return acks
-            for msg in messages:
-                self._take_ack(msg, pending, acks)
-        return acks
+                self._acks_lost(pending, refused)
+                return
+            if size == _PLAIN_ACK.size:
+                # the common case, one per request: a success (36 bytes with CAP_ACK)
+                _, kind, _, seq, _, error = _PLAIN_ACK.unpack_from(buffer)
+                if kind == wire.NLMSG_ERROR and error == 0:
+                    pending.discard(seq)
+                    continue
+            for msg in wire.split_messages(bytes(buffer[:size])):
+                self._take_ack(msg, pending, refused)
+
+    def _acks_lost(self, pending: set[int], refused: dict[int, wire.Ack]) -> None:
+        # the receive buffer overran; whatever acks it still holds are this chunk's
+        self._sock.setblocking(False)
+        try:
+            messages = self._drain()
+        finally:
+            self._sock.settimeout(self._timeout)
+        for msg in messages:
+            self._take_ack(msg, pending, refused)
+        for seq in pending:
+            refused[seq] = wire.Ack(seq=seq, errno=errno.ENOBUFS, message="ack lost: outcome unknown")
+        pending.clear()
 
     @staticmethod
-    def _take_ack(msg: wire.NetlinkMessage, pending: set[int], acks: dict[int, wire.Ack]) -> None:
+    def _take_ack(msg: wire.NetlinkMessage, pending: set[int], refused: dict[int, wire.Ack]) -> None:
         if msg.kind == wire.NLMSG_ERROR and msg.seq in pending:
             pending.discard(msg.seq)
-            acks[msg.seq] = wire.parse_ack(msg)
+            ack = wire.parse_ack(msg)
+            if ack.errno:
+                refused[msg.seq] = ack
 
     def dump(self, build: Callable[[int], bytes]) -> list[wire.NetlinkMessage]:
         """Send the dump request ``build(seq)``; return its reply messages.

@@ -60,7 +60,7 @@ class IpvsDataPlane:
         return await self._call(KernelSession.counters)
 
     async def unrepresentable(self) -> int:
-        """How many kernel objects the last read skipped (SCTP services, LOCAL reals...)."""
+        """How many kernel objects the last read skipped (SCTP services, unknown schedulers...)."""
         return await self._call(lambda session: session.unrepresentable)
 
     async def aclose(self) -> None:

@@ -41,11 +41,13 @@ async def running_writer(ownership_path, **options):
     send, receive = trio.open_memory_channel(1)
     run = WriterRun(writer, send, dataplane)
     try:
-        with trio.fail_after(30):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(writer.run, receive)
-                yield run
-                if not run.graceful:
-                    nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run, receive)
+            yield run
+            if not run.graceful:
+                nursery.cancel_scope.cancel()
+            with trio.fail_after(30):
+                while nursery.child_tasks:
+                    await trio.sleep(0.02)
     finally:
         await dataplane.aclose()

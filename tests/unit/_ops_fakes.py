@@ -116,6 +116,7 @@ def snapshot() -> FakeStats:
         state_hashes={"prod": 12345678901234567},
         checks={(web.identity, "web1"): tally, (web.identity, "web2"): CheckTally()},
         reloads_ok=2, reloads_failed=1, restarts=3, restarts_by_actor={"balancer web": 3},
+        invalid_states=5,
         writer=writer,
         prober=prober_statistics(checks=9, by_reason={"ok": 7, "timeout": 2}, in_flight=1,
                                  missed=4),

@@ -2,6 +2,8 @@
 
 import json
 import os
+import queue
+import threading
 import signal
 import subprocess
 import sys
@@ -28,14 +30,22 @@ def config(weight_up=0):
 
 
 def kglb_trio(*args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "actors.cli", *args], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "actors.cli", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    # A reader thread, so a silent process fails the test at its deadline, not hangs it.
+    proc.lines = queue.Queue()
+    threading.Thread(target=lambda: [proc.lines.put(line) for line in proc.stdout]
+                     + [proc.lines.put("")], daemon=True).start()
+    return proc
 
 
 def read_until(proc, text, timeout=20.0):
     lines, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = proc.lines.get(timeout=left)
+        except queue.Empty:
+            break
         if not line:
             break
         lines.append(line)
@@ -61,16 +71,16 @@ def test_dry_run_prints_changes_reloads_on_sighup_and_cleans_up_on_sigterm(tmp_p
     proc = kglb_trio("--config", str(path), "--dry-run", "--status-address", "127.0.0.1:0",
                      "--log-format", "json")
     try:
-        read_until(proc, "AddReal TCP 10.0.0.1:80 -> 10.1.0.1|10.1.0.1:80 tunnel")
+        read_until(proc, "-a -t 10.0.0.1:80 -r 10.1.0.1:80 -i -w 1000")
         path.write_text(config(weight_up=5))
         os.kill(proc.pid, signal.SIGHUP)
-        read_until(proc, "UpdateReal TCP 10.0.0.1:80 -> 10.1.0.1|10.1.0.1:80 tunnel 5")
+        read_until(proc, "-e -t 10.0.0.1:80 -r 10.1.0.1:80 -i -w 5")
         path.write_text("{broken")
         os.kill(proc.pid, signal.SIGHUP)  # refused: keeps running the old config
         time.sleep(0.5)
         os.kill(proc.pid, signal.SIGTERM)
-        lines = read_until(proc, "DeleteService TCP 10.0.0.1:80")
-        assert not any("UpdateReal" in line for line in lines)
+        lines = read_until(proc, "-D -t 10.0.0.1:80")
+        assert not any(line.startswith("-e ") for line in lines)
         assert proc.wait(timeout=20) == 0
         assert "config reload refused" in proc.stderr.read()
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -62,6 +63,20 @@ async def test_reals_server_answers_503_for_a_flipped_http_real(tmp_path):
         await control.set_health(reals[3], True)
         assert _http_status(reals[3], port) == b"200"
         await control.aclose()
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (nginx-light)")
+async def test_nginx_serves_the_steady_reals_and_python_the_flip_pool(tmp_path):
+    reals, port = real_addresses(20), _free_port()
+    with run_reals(reals, reals[:2], port=port, protocol="http", workdir=tmp_path,
+                   server="nginx") as info:
+        assert info.description.startswith("nginx/") and len(info.pids) == 2
+        assert {_http_status(a, port) for a in reals} == {b"200"}
+        control = await ControlClient.connect(info.control)
+        await control.set_health(reals[1], False)
+        assert _http_status(reals[1], port) == b"503"
+        await control.aclose()
+    assert not _tcp_ok(reals[5], port)  # nginx stopped with the block
 
 
 def test_nginx_config_listens_on_every_address(tmp_path):

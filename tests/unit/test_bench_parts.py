@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
+import trio
 
 from benchmarks.__main__ import main as menu_main
 from benchmarks._config import build_config, config_json, real_address, real_addresses
 from benchmarks._measure import Recorder, percentile, summary_ms
-from benchmarks._report import table, targets
+from benchmarks._phase import describe_error
+from benchmarks._report import rss_slopes, table, targets
 from benchmarks.e2e import flip_pool
 from kglb import AddReal, DeleteReal, Real, RealKey, ServiceKey, UpdateReal
 from kglb.config import HttpCheck, TcpCheck, load
@@ -89,10 +91,18 @@ async def test_recorder_times_check_to_data_plane_and_flips():
     recorder.applied([UpdateReal(service=key, real=real("127.1.1.1", 0))], now, time.monotonic(), 0)
     recorder.applied([DeleteReal(service=key, real=RealKey(address="127.1.1.2", port=18080))],
                      now, time.monotonic(), 0)
-    assert recorder.up_count == 0 and recorder.downs == 2 and recorder.deletes == 1
+    assert recorder.up_count == 0 and recorder.went_down == ["127.1.1.1", "127.1.1.2"]
+    assert recorder.deleted == ["127.1.1.2"]
     assert 1.0 <= recorder.flip_latency["down"][0] < 1.5
     assert recorder.flip_latency["up"] == [] and len(recorder.flip_control_latency) == 1
     assert recorder.apply_ops == {"bringup": 4, "steady": 2}
+
+
+def test_rss_slope_cancels_fixed_costs():
+    runs = [{"reals": 1000, "kglb": {"rss_bytes": 50_000_000}, "baseline": {"rss_bytes": 30_000_000}},
+            {"reals": 5000, "kglb": {"rss_bytes": 90_000_000}, "baseline": None}]
+    assert rss_slopes(runs) == {"from_reals": 1000, "to_reals": 5000, "kglb": 10_000.0}
+    assert rss_slopes(runs[:1]) == {}
 
 
 def test_report_table_and_targets():
@@ -110,6 +120,19 @@ def test_report_table_and_targets():
     text = table(run)
     assert "2.00x" in text and "0.300 / 0" in text and "NOT MET" not in text
     assert targets({**run, "reals": 1000})["control_latency_p99_le_50ms"] is None
+
+
+async def test_a_crash_is_described_by_its_distinct_innermost_errors():
+    async def fail(n):
+        raise ValueError(f"boom {n}")
+
+    with pytest.raises(BaseExceptionGroup) as caught:
+        async with trio.open_nursery() as nursery:
+            for n in (1, 1, 2):
+                nursery.start_soon(fail, n)
+    text = describe_error(caught.value)
+    assert text.startswith("ValueError: boom 1 at test_bench_parts.py:")
+    assert "(x2)" in text and "boom 2" in text
 
 
 def test_menu_lists_harnesses_and_refuses_unknown(capsys):

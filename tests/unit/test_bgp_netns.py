@@ -4,6 +4,7 @@ Topology (all addresses live inside the namespaces, nothing outside them):
 
     kglbt-lb1-<pid> 169.254.77.1/30 ---veth--- 169.254.77.2/30 kglbt-rtr-<pid>
     kglbt-lb2-<pid> 169.254.77.5/30 ---veth--- 169.254.77.6/30 kglbt-rtr-<pid>
+    (lb1's link also carries fd00:77::1/64 and fd00:77::2/64, for an IPv6 session)
 
 Each "lb" runs a BIRD whose configuration is the few lines an operator writes
 plus our include file, driven by a BirdSpeaker through birdc. The router runs
@@ -36,6 +37,7 @@ from kglb.bird import BirdSettings, Neighbor
 TAG = os.getpid()
 ROUTER_ASN, LB_ASN = 65001, 65000
 LINKS = {"lb1": ("169.254.77.1", "169.254.77.2"), "lb2": ("169.254.77.5", "169.254.77.6")}
+LB1_V6 = ("fd00:77::1", "fd00:77::2")
 
 
 def _missing() -> str | None:
@@ -72,12 +74,12 @@ class Lab:
         return str(self.folder / f"{node}.ctl")
 
     def settings(self, node: str) -> BirdSettings:
-        local, peer = LINKS[node]
+        pairs = [LINKS[node], LB1_V6] if node == "lb1" else [LINKS[node]]
         return BirdSettings(
-            neighbors=(Neighbor(address=peer, asn=ROUTER_ASN),),
+            neighbors=tuple(Neighbor(address=peer, asn=ROUTER_ASN) for _, peer in pairs),
             include_path=str(self.folder / node / "kglb-trio.conf"),
             socket=self.socket(node),
-            source_address=local,
+            source_addresses=tuple(local for local, _ in pairs),
             poll_interval=0.2,
         )
 
@@ -90,6 +92,10 @@ protocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}
 template bgp lb {{ connect delay time 1; connect retry time 1; ipv4 {{ import all; export none; }}; }}
 protocol bgp lb1 from lb {{ local 169.254.77.2 as {rtr}; neighbor 169.254.77.1 as {lb}; }}
 protocol bgp lb2 from lb {{ local 169.254.77.6 as {rtr}; neighbor 169.254.77.5 as {lb}; }}
+protocol bgp lb1v6 {{
+  connect delay time 1; connect retry time 1; ipv6 {{ import all; export none; }};
+  local fd00:77::2 as {rtr}; neighbor fd00:77::1 as {lb};
+}}
 """
 
 # What an operator adds to bird.conf (plus the include line, the README's snippet).
@@ -102,7 +108,7 @@ include "{folder}/{node}/kglb-trio*.conf";
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def network(tmp_path_factory):
     _require_environment()
     folder = tmp_path_factory.mktemp("bgp")
     namespaces = {node: f"kglbt-{node}-{TAG}" for node in ("rtr", "lb1", "lb2")}
@@ -118,6 +124,9 @@ def lab(tmp_path_factory):
             for ns, dev, address in ((lb, "kglbt0", local), (rtr, f"kglbt-{node}", peer)):
                 _run("ip", "-n", ns, "addr", "add", f"{address}/30", "dev", dev)
                 _run("ip", "-n", ns, "link", "set", dev, "up")
+        for ns, dev, address in ((namespaces["lb1"], "kglbt0", LB1_V6[0]),
+                                 (namespaces["rtr"], "kglbt-lb1", LB1_V6[1])):
+            _run("ip", "-n", ns, "addr", "add", f"{address}/64", "dev", dev, "nodad")
         configs = {"rtr": _ROUTER_CONF.format(folder=folder, rtr=ROUTER_ASN, lb=LB_ASN)}
         for node, (local, _) in LINKS.items():
             (folder / node).mkdir()
@@ -128,10 +137,10 @@ def lab(tmp_path_factory):
                 ["ip", "netns", "exec", namespaces[node], "bird", "-f",
                  "-c", str(folder / f"{node}.conf"), "-s", str(folder / f"{node}.ctl")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-        lab = Lab(folder=folder, namespaces=namespaces)
+        network = Lab(folder=folder, namespaces=namespaces)
         for node in configs:
-            _wait_for_socket(lab.socket(node), daemons)
-        yield lab
+            _wait_for_socket(network.socket(node), daemons)
+        yield network
     finally:
         for daemon in daemons:
             daemon.terminate()
@@ -177,13 +186,14 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what:
     pytest.fail(f"not within {timeout} s: {what}")
 
 
-@pytest.fixture(autouse=True)
-async def no_routes_left(lab):
-    """Each test starts with nothing announced, even after an earlier one failed."""
+@pytest.fixture
+async def lab(network):
+    """The network with nothing announced, even after an earlier test failed."""
     for node in LINKS:
-        speaker = BirdSpeaker(lab.settings(node))
+        speaker = BirdSpeaker(network.settings(node))
         for route in await speaker.routes():
             await speaker.withdraw(route)
+    return network
 
 
 def vip(address: str, hold_time_ms: int = 0) -> Route:
@@ -226,6 +236,24 @@ async def test_router_learns_and_forgets_the_vip_with_its_communities(lab):
     assert await speaker.routes() == frozenset()
     await speaker.poll()
     assert speaker.session_established()  # a withdrawal is an UPDATE, not a teardown
+
+
+async def test_an_ipv6_vip_goes_over_the_ipv6_session_only(lab):
+    speaker = BirdSpeaker(lab.settings("lb1"))
+    route = Route(prefix="fd00:99::1/128", local_asn=LB_ASN, peer_asn=ROUTER_ASN,
+                  communities=("65101:30000",))
+    await speaker.announce(route)
+
+    async def learned() -> bool:
+        return "fd00:99::1/128" in await birdc(lab, "rtr", "show", "route", "fd00:99::1/128")
+
+    await eventually(learned, 15, "the router learns fd00:99::1/128")
+    seen = await birdc(lab, "rtr", "show", "route", "fd00:99::1/128", "all")
+    assert "[lb1v6 " in seen and "BGP.community: (65101,30000)" in seen
+    await speaker.poll()
+    assert [s.neighbor for s in speaker.statistics().sessions] == ["fd00:77::2"]
+    assert speaker.session_established()
+    await speaker.withdraw(route)
 
 
 async def test_a_restarted_speaker_sees_what_bird_announces(lab):

@@ -15,6 +15,18 @@ from kglb.config import DummyCheck, TcpCheck
 HOSTS = ["127.0.0.1", "::1"]
 
 
+def _can_mark() -> bool:
+    with socket.socket() as s:
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 1)
+        except PermissionError:
+            return False
+    return True
+
+
+needs_mark = pytest.mark.skipif(not _can_mark(), reason="SO_MARK needs CAP_NET_ADMIN (run as root)")
+
+
 def closed_port(host: str) -> int:
     """A port nobody listens on (bound, then closed)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -70,6 +82,7 @@ async def test_a_name_is_resolved(check_serve):
     assert result.passed
 
 
+@needs_mark
 @pytest.mark.parametrize("vip, source", [("127.0.0.1", "127.0.0.3"), ("::1", "::1")])
 async def test_tunnelled_check_is_marked_bound_and_goes_to_the_vip(check_serve, vip, source):
     """With an fwmark the check connects to via's VIP:port from the tunnel source."""
@@ -92,6 +105,7 @@ async def test_tunnelled_check_is_marked_bound_and_goes_to_the_vip(check_serve, 
         assert await peers.receive() == source
 
 
+@needs_mark
 async def test_tunnelled_check_source_is_automatic(check_serve):
     send, peers = trio.open_memory_channel(10)
 

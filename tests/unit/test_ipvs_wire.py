@@ -5,6 +5,7 @@ must decode there, and dump replies pyroute2 encodes must decode here.
 """
 
 import errno
+import ipaddress
 import struct
 
 import pytest
@@ -253,9 +254,10 @@ def test_decode_dest_without_family_uses_the_service_family():
     assert entry.stats == wire.Stats()
 
 
-def test_local_destination_is_unrepresentable():
+def test_local_destination_reads_as_localnode_and_bypass_is_unrepresentable():
+    assert wire.decode_dest(_dest_reply(forward=1), Family.INET6).real.forward is ForwardMethod.LOCALNODE
     with pytest.raises(wire.Unrepresentable):
-        wire.decode_dest(_dest_reply(forward=1), Family.INET6)
+        wire.decode_dest(_dest_reply(forward=4), Family.INET6)
 
 
 def test_family_request_and_answer():
@@ -265,3 +267,20 @@ def test_family_request_and_answer():
     answer += wire.attr(wire.CTRL_ATTR_FAMILY_ID, struct.pack("=H", 42))
     [msg] = wire.split_messages(answer)
     assert wire.family_id(msg) == 42
+
+
+@pytest.mark.parametrize(("address", "forward"), [("10.2.0.1", ForwardMethod.TUNNEL), ("fd00::2", ForwardMethod.MASQ)])
+def test_packed_destination_equals_attribute_by_attribute(address, forward):
+    real = Real(key=RealKey(address=address, port=443), weight=5, forward=forward)
+    generic = wire.nest(
+        wire.CmdAttr.DEST,
+        wire.attr(wire.DestAttr.ADDR_FAMILY, struct.pack("=H", Family.of(address))),
+        wire.attr(wire.DestAttr.ADDR, ipaddress.ip_address(address).packed),
+        wire.attr(wire.DestAttr.PORT, struct.pack("!H", 443)),
+        wire.attr(wire.DestAttr.FWD_METHOD, struct.pack("=I", forward)),
+        wire.attr(wire.DestAttr.WEIGHT, struct.pack("=I", 5)),
+        wire.attr(wire.DestAttr.U_THRESH, struct.pack("=I", 0)),
+        wire.attr(wire.DestAttr.L_THRESH, struct.pack("=I", 0)),
+    )
+    data = wire.encode_operation(AddReal(service=TCP80, real=real), family=FAMILY, seq=1)
+    assert data.endswith(generic)

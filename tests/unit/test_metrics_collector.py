@@ -129,6 +129,7 @@ def test_our_metrics():
     assert value(s, "kglb_trio_apply_operations_total") == 9
     assert value(s, "kglb_trio_netlink_errors_total", errno="17", name="EEXIST") == 2
     assert value(s, "kglb_trio_drift_repairs_total") == 1
+    assert value(s, "kglb_trio_invalid_states_total") == 5
     assert value(s, "kglb_trio_config_reloads_total", result="ok") == 2
     assert value(s, "kglb_trio_config_reloads_total", result="failed") == 1
     assert value(s, "kglb_trio_actor_restarts_total", actor="balancer web") == 3
@@ -161,6 +162,7 @@ def test_link_address_failures_after_a_failed_apply():
 def test_empty_snapshot_before_anything_ran():
     _, s = scrape(kglb_statistics())
     assert value(s, "kglb:control_plane:availability", initialized="false") == 0
+    assert value(s, "kglb:data_plane:manager_state_age_sec") == 60  # since the start
     assert value(s, "kglb:data_plane:manager_state", state="available") == 0
     assert not series(s, "kglb:control_plane:balancer_state")
 

@@ -214,3 +214,21 @@ def test_apply_to_refuses_like_the_kernel(ops, code):
     with pytest.raises(Refused) as e:
         apply_to(current, ops)
     assert e.value.errno == code
+
+
+def test_a_local_real_read_back_as_localnode_is_not_updated():
+    # The kernel reports a real on a local address as LOCALNODE whatever it was given;
+    # re-sending the configured method would count as drift on every resync.
+    from kglb import ForwardMethod, Real, RealKey, Service, ServiceKey, ServiceState, DataPlaneState, Owned
+    from kglb.plan import plan
+
+    key = ServiceKey.tcp("192.0.2.1", 80)
+    real = Real(key=RealKey(address="127.0.0.2", port=80), weight=1000, forward=ForwardMethod.MASQ)
+    desired = DataPlaneState(services=(ServiceState(service=Service(key=key), reals=(real,)),))
+    kernel = DataPlaneState(services=(ServiceState(
+        service=Service(key=key),
+        reals=(Real(key=real.key, weight=1000, forward=ForwardMethod.LOCALNODE),)),))
+    assert plan(kernel, desired, Owned(services=frozenset({key}))) == ()
+    lowered = DataPlaneState(services=(ServiceState(
+        service=Service(key=key), reals=(Real(key=real.key, weight=0, forward=ForwardMethod.LOCALNODE),)),))
+    assert len(plan(lowered, desired, Owned(services=frozenset({key})))) == 1

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import orjson
 import pytest
+import trio
 
 from _ops_fakes import NOW, WALL, kglb_statistics, snapshot
 from actors import _cmd_status
@@ -143,3 +144,19 @@ def test_main_reports_an_unreachable_instance(capsys):
     args = types.SimpleNamespace(status_address="127.0.0.1:1", json=False)
     assert _cmd_status.main(args) == 1
     assert "cannot read http://127.0.0.1:1/status" in capsys.readouterr().err
+
+
+async def test_status_command_against_a_running_server(nursery, capsys):
+    from actors.http import run_http_server
+
+    class Handle:
+        def statistics(self):
+            return snapshot()
+
+    host, port = await nursery.start(lambda task_status: run_http_server(
+        "127.0.0.1:0", Handle(), task_status=task_status))
+    args = types.SimpleNamespace(status_address=f"{host}:{port}", json=False)
+    assert await trio.to_thread.run_sync(_cmd_status.main, args) == 0
+    out = capsys.readouterr().out
+    assert "TCP  10.0.0.1:80 wrr" in out and "status 503" in out
+    assert "foreign (not ours, left alone): 10.9.9.9:443-tcp" in out
