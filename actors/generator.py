@@ -1,10 +1,11 @@
 """The state generator actor: balancers' states in, one desired DataPlaneState out.
 
 It keeps the latest BalancerState of every balancer of the current config
-(latest wins), and after each change waits ``coalesce`` seconds and drains
-its channel before generating, so a burst (500 reals flipping in one check
-round, a reload restarting many balancers) gives the writer one state, not
-hundreds. A generated state that fails validation is logged and counted and
+(latest wins) and drains its channel before generating. A change after a
+quiet spell is generated at once; changes that follow within ``coalesce``
+seconds of a generation are gathered until that window ends, so a burst (500
+reals flipping in one check round, a reload restarting many balancers) gives
+the writer a few states, not hundreds, and a lone flip is not delayed. A generated state that fails validation is logged and counted and
 not sent; an unchanged one is not sent again.
 
 The first state goes out only once every balancer of the config has
@@ -27,12 +28,14 @@ import trio
 from kglb import BalancerState, DataPlaneState
 from kglb.generator import Generated, generate
 
-__all__ = ["COALESCE", "Expect", "GeneratorMemory", "run_generator"]
+__all__ = ["COALESCE", "SETTLE", "Expect", "GeneratorMemory", "run_generator"]
 
 log = structlog.get_logger()
 
-#: Seconds to wait after a change before generating, to gather a burst.
+#: Minimum seconds between two generations: changes within it are gathered.
 COALESCE = 0.1
+#: Seconds a change after a quiet spell waits for the changes that came with it.
+SETTLE = 0.01
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,23 +77,30 @@ async def run_generator(
     *,
     memory: GeneratorMemory,
     coalesce: float = COALESCE,
+    settle: float = SETTLE,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Generate until ``receive`` is closed. Neither channel is closed here (the supervisor owns them)."""
     task_status.started()
     await _generate(send, memory)  # a restarted generator may owe the writer a state
+    last = -float("inf")
     while True:
         try:
             memory.absorb(await receive.receive())
         except trio.EndOfChannel:
             return
-        await trio.sleep(coalesce)
+        # The first change after a quiet spell goes out after ``settle`` (long
+        # enough for states published together to come together); a change
+        # within ``coalesce`` of the last generation waits for the end of that
+        # window, so a burst still gives the writer one state.
+        await trio.sleep_until(max(last + coalesce, trio.current_time() + settle))
         while True:
             try:
                 memory.absorb(receive.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
         await _generate(send, memory)
+        last = trio.current_time()
 
 
 async def _generate(send: trio.MemorySendChannel[DataPlaneState], memory: GeneratorMemory) -> None:

@@ -38,6 +38,8 @@ class RealsInfo:
 def nginx_config(addresses: list[str], *, port: int, workdir: Path) -> str:
     """An nginx.conf answering ``200 ok`` on every ``address:port``, with no logs."""
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # all nginx may raise itself to
+    if nofile == resource.RLIM_INFINITY:
+        nofile = 1 << 20
     listens = "".join(f"    listen {a}:{port} backlog=1024;\n" for a in addresses)
     temp = "".join(
         f"  {kind}_temp_path {workdir}/{kind};\n"
@@ -85,6 +87,8 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 @contextlib.contextmanager

@@ -138,5 +138,5 @@ async def test_a_crash_is_described_by_its_distinct_innermost_errors():
 def test_menu_lists_harnesses_and_refuses_unknown(capsys):
     assert menu_main([]) == 0
     out = capsys.readouterr().out
-    assert "e2e" in out and "probes" in out and "ipvs" in out
+    assert "e2e" in out and "probes" in out and "ipvs" in out and "scrape" in out
     assert menu_main(["nope"]) == 2

@@ -2,6 +2,7 @@
 
 from functools import partial
 
+import pytest
 import trio
 from _control_fakes import balancer_config
 
@@ -88,3 +89,24 @@ async def test_invalid_state_is_counted_and_not_sent(autojump_clock):
         nursery.cancel_scope.cancel()
     assert desired_receive.statistics().current_buffer_used == 0
     assert memory.invalid == 1 and memory.generated.problems
+
+
+async def test_a_lone_change_goes_out_after_settle_and_a_quick_second_waits_for_the_window(
+        autojump_clock):
+    states_send, states_receive = trio.open_memory_channel(100)
+    desired_send, desired_receive = trio.open_memory_channel(100)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(run_generator, states_receive, desired_send,
+                                    memory=GeneratorMemory(), coalesce=0.1, settle=0.01))
+        await states_send.send(Expect(identities=(A.identity,)))
+        await states_send.send(state(A))
+        await desired_receive.receive()
+        await trio.sleep(5)  # a quiet spell
+        sent = trio.current_time()
+        await states_send.send(state(balancer_config("a", port=80, hosts=A.hosts, weight_up=7)))
+        await desired_receive.receive()
+        assert trio.current_time() - sent == pytest.approx(0.01)  # the settle time, not the window
+        await states_send.send(state(A))  # right after: waits for the end of the window
+        await desired_receive.receive()
+        assert trio.current_time() - sent == pytest.approx(0.01 + 0.1)
+        nursery.cancel_scope.cancel()
