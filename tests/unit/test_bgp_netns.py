@@ -1,205 +1,31 @@
 """BirdSpeaker against real BIRD daemons, in network namespaces made here.
 
-Topology (all addresses live inside the namespaces, nothing outside them):
-
-    kglbt-lb1-<pid> 169.254.77.1/30 ---veth--- 169.254.77.2/30 kglbt-rtr-<pid>
-    kglbt-lb2-<pid> 169.254.77.5/30 ---veth--- 169.254.77.6/30 kglbt-rtr-<pid>
-    (lb1's link also carries fd00:77::1/64 and fd00:77::2/64, for an IPv6 session)
-
-Each "lb" runs a BIRD whose configuration is the few lines an operator writes
-plus our include file, driven by a BirdSpeaker through birdc. The router runs
-a BIRD that imports what it hears and installs it in its own kernel table with
-``merge paths`` (ECMP). Waits are real (real daemons) and each is bounded.
-
-Needs root, ``ip netns`` and bird2. Outside CI, a missing piece skips the
-module with the reason; in CI (CI=true) it fails, because CI installs bird2.
+The namespaces, the daemons and the helpers are in ``_bgp_netns`` (shared with
+test_bgp_control_plane.py): two balancers, lb1 (IPv4 and IPv6 sessions) and
+lb2, peer with one router that installs what it learns with ECMP. Needs root,
+``ip netns`` and bird2: skipped with the reason outside CI, failed in CI.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
-
-import pytest
 import trio
+from _bgp_netns import (  # noqa: F401  (network, lab: fixtures)
+    LB_ASN,
+    ROUTER_ASN,
+    birdc,
+    empty,
+    eventually,
+    ip_route,
+    lab,
+    negate,
+    network,
+    vip,
+)
 
 from actors.bgp import BirdSpeaker
 from actors.dataplane import MemoryDataPlane
 from actors.writer import Writer
 from kglb import DataPlaneState, LinkAddress, Route, Service, ServiceKey, ServiceState
-from kglb.bird import BirdSettings, Neighbor
-
-TAG = os.getpid()
-ROUTER_ASN, LB_ASN = 65001, 65000
-LINKS = {"lb1": ("169.254.77.1", "169.254.77.2"), "lb2": ("169.254.77.5", "169.254.77.6")}
-LB1_V6 = ("fd00:77::1", "fd00:77::2")
-
-
-def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root for ip netns"
-    for tool in ("ip", "bird", "birdc"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (apt-get install bird2 iproute2)"
-    probe = f"kglbt-probe-{TAG}"
-    if subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode != 0:
-        return "cannot create network namespaces here"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
-
-
-def _require_environment() -> None:
-    reason = _missing()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"BGP namespace test cannot run in CI: {reason}")
-        pytest.skip(reason)
-
-
-def _run(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True)
-
-
-@dataclass(frozen=True)
-class Lab:
-    folder: Path
-    namespaces: dict[str, str]
-
-    def socket(self, node: str) -> str:
-        return str(self.folder / f"{node}.ctl")
-
-    def settings(self, node: str) -> BirdSettings:
-        pairs = [LINKS[node], LB1_V6] if node == "lb1" else [LINKS[node]]
-        return BirdSettings(
-            neighbors=tuple(Neighbor(address=peer, asn=ROUTER_ASN) for _, peer in pairs),
-            include_path=str(self.folder / node / "kglb-trio.conf"),
-            socket=self.socket(node),
-            source_addresses=tuple(local for local, _ in pairs),
-            poll_interval=0.2,
-        )
-
-
-_ROUTER_CONF = """\
-router id 169.254.77.2;
-log "{folder}/rtr.log" all;
-protocol device {{ scan time 1; }}
-protocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}
-template bgp lb {{ connect delay time 1; connect retry time 1; ipv4 {{ import all; export none; }}; }}
-protocol bgp lb1 from lb {{ local 169.254.77.2 as {rtr}; neighbor 169.254.77.1 as {lb}; }}
-protocol bgp lb2 from lb {{ local 169.254.77.6 as {rtr}; neighbor 169.254.77.5 as {lb}; }}
-protocol bgp lb1v6 {{
-  connect delay time 1; connect retry time 1; ipv6 {{ import all; export none; }};
-  local fd00:77::2 as {rtr}; neighbor fd00:77::1 as {lb};
-}}
-"""
-
-# What an operator adds to bird.conf (plus the include line, the README's snippet).
-_LB_CONF = """\
-router id {address};
-log "{folder}/{node}.log" all;
-protocol device {{}}
-include "{folder}/{node}/kglb-trio*.conf";
-"""
-
-
-@pytest.fixture(scope="module")
-def network(tmp_path_factory):
-    _require_environment()
-    folder = tmp_path_factory.mktemp("bgp")
-    namespaces = {node: f"kglbt-{node}-{TAG}" for node in ("rtr", "lb1", "lb2")}
-    daemons: list[subprocess.Popen] = []
-    try:
-        for ns in namespaces.values():
-            _run("ip", "netns", "add", ns)
-            _run("ip", "-n", ns, "link", "set", "lo", "up")
-        for node, (local, peer) in LINKS.items():
-            lb, rtr = namespaces[node], namespaces["rtr"]
-            _run("ip", "link", "add", "kglbt0", "netns", lb, "type", "veth",
-                 "peer", "name", f"kglbt-{node}", "netns", rtr)
-            for ns, dev, address in ((lb, "kglbt0", local), (rtr, f"kglbt-{node}", peer)):
-                _run("ip", "-n", ns, "addr", "add", f"{address}/30", "dev", dev)
-                _run("ip", "-n", ns, "link", "set", dev, "up")
-        for ns, dev, address in ((namespaces["lb1"], "kglbt0", LB1_V6[0]),
-                                 (namespaces["rtr"], "kglbt-lb1", LB1_V6[1])):
-            _run("ip", "-n", ns, "addr", "add", f"{address}/64", "dev", dev, "nodad")
-        configs = {"rtr": _ROUTER_CONF.format(folder=folder, rtr=ROUTER_ASN, lb=LB_ASN)}
-        for node, (local, _) in LINKS.items():
-            (folder / node).mkdir()
-            configs[node] = _LB_CONF.format(address=local, folder=folder, node=node)
-        for node, text in configs.items():
-            (folder / f"{node}.conf").write_text(text)
-            daemons.append(subprocess.Popen(
-                ["ip", "netns", "exec", namespaces[node], "bird", "-f",
-                 "-c", str(folder / f"{node}.conf"), "-s", str(folder / f"{node}.ctl")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-        network = Lab(folder=folder, namespaces=namespaces)
-        for node in configs:
-            _wait_for_socket(network.socket(node), daemons)
-        yield network
-    finally:
-        for daemon in daemons:
-            daemon.terminate()
-        for daemon in daemons:
-            try:
-                daemon.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-        for ns in namespaces.values():  # deleting a namespace deletes its veth end
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-
-def _wait_for_socket(path: str, daemons: list[subprocess.Popen]) -> None:
-    for _ in range(50):
-        if os.path.exists(path):
-            return
-        for daemon in daemons:
-            if daemon.poll() is not None:
-                raise RuntimeError(f"bird exited: {daemon.stderr.read().decode()}")
-        time.sleep(0.1)  # a daemon starting, not timing logic
-    raise RuntimeError(f"bird did not open {path}")
-
-
-async def birdc(lab: Lab, node: str, *command: str) -> str:
-    # check=False: "Network not found" is an answer (birdc exits 1 with it).
-    done = await trio.run_process(["birdc", "-s", lab.socket(node), *command],
-                                  capture_stdout=True, check=False)
-    return done.stdout.decode()
-
-
-async def ip_route(lab: Lab, prefix: str) -> str:
-    done = await trio.run_process(["ip", "-n", lab.namespaces["rtr"], "route", "show", prefix],
-                                  capture_stdout=True)
-    return done.stdout.decode()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    with trio.move_on_after(timeout):
-        while not await check():
-            await trio.sleep(0.1)
-        return
-    pytest.fail(f"not within {timeout} s: {what}")
-
-
-@pytest.fixture
-async def lab(network):
-    """The network with nothing announced, even after an earlier test failed."""
-    for node in LINKS:
-        speaker = BirdSpeaker(network.settings(node))
-        for route in await speaker.routes():
-            await speaker.withdraw(route)
-    return network
-
-
-def vip(address: str, hold_time_ms: int = 0) -> Route:
-    return Route(prefix=f"{address}/32", local_asn=LB_ASN, peer_asn=ROUTER_ASN,
-                 communities=("65101:30000", "65102:10090", "4200000000:7:9"),
-                 hold_time_ms=hold_time_ms)
 
 
 async def test_router_learns_and_forgets_the_vip_with_its_communities(lab):
@@ -288,11 +114,7 @@ async def test_two_balancers_give_the_router_two_equal_paths(lab):
 
     await eventually(only_two, 5, "only lb2's path is left")
     await two.withdraw(route)
-    await eventually(lambda: _empty(lab, "10.99.0.3"), 5, "no path is left")
-
-
-async def _empty(lab: Lab, prefix: str) -> bool:
-    return not (await ip_route(lab, prefix)).strip()
+    await eventually(lambda: empty(lab, "10.99.0.3"), 5, "no path is left")
 
 
 async def test_the_writer_announces_after_the_service_and_withdraws_on_shutdown(lab, tmp_path):
@@ -315,10 +137,7 @@ async def test_the_writer_announces_after_the_service_and_withdraws_on_shutdown(
         assert dataplane.state.services
 
         await send.aclose()  # graceful shutdown: withdraw, wait the hold time, delete
-        await eventually(lambda: _not(learned), 5, "the router forgets 10.99.0.4/32")
+        await eventually(lambda: negate(learned), 5, "the router forgets 10.99.0.4/32")
     assert dataplane.state == DataPlaneState()
     assert writer.statistics().manager_state != "shutdown_failed"
 
-
-async def _not(check: Callable[[], Awaitable[bool]]) -> bool:
-    return not await check()
