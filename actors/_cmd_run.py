@@ -109,8 +109,6 @@ async def _run(args, config: Config, speaker) -> int:
                 await nursery.start(loop_lag.run)
                 await nursery.start(partial(run_signal_handler, shutdown=shutdown, force=force,
                                             reload=lambda: _reload(args.config, late.handle)))
-                if speaker is not None:
-                    await nursery.start(speaker.run)
                 prober = Prober(source_v4=args.source_ipv4, source_v6=args.source_ipv6,
                                 workers=_probe_workers(args.probe_workers, config))
                 stopped = trio.Event()

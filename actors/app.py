@@ -204,6 +204,8 @@ async def run_kglb(
 
         async with trio.open_nursery() as nursery:
             await nursery.start(prober.run)
+            if hasattr(speaker, "run"):  # a real speaker polls its daemon (BIRD)
+                await nursery.start(speaker.run)
             await nursery.start(writer_task)
             await nursery.start(plane.run)
             handle = KglbHandle(plane, writer=writer, prober=prober, speaker=speaker)
@@ -211,4 +213,4 @@ async def run_kglb(
             task_status.started(handle)
             await writer_done.wait()
             log.info("control plane stopped")
-            nursery.cancel_scope.cancel()  # the prober: nothing watches any more
+            nursery.cancel_scope.cancel()  # the prober (and speaker poll): nothing needs them now
