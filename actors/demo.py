@@ -5,8 +5,9 @@ flapping), "api" (two refusing connections, one too slow, one flapping) and
 "batch" (every real failing at first, then recovering: the balancer leaves
 its initial state and its route is announced). The reals are tiny servers on
 127.0.x.y in this same trio process; the control plane (actors.app.run_kglb)
-runs on the in-memory data plane, or with ``--kernel`` on real IPVS (root
-and ip_vs needed; VIPs are TEST-NET-1 addresses, removed at the end).
+runs on real IPVS where the kernel has ip_vs and we are root (VIPs are
+TEST-NET-1 addresses, removed at the end), else on the in-memory data plane;
+``--dataplane`` forces one.
 
 The table is redrawn every second for ``--duration`` seconds, then the
 control plane shuts down gracefully and the demo exits 0.
@@ -185,17 +186,25 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m actors.demo", description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, default=30.0, help="seconds to run (default 30)")
     p.add_argument("--refresh", type=float, default=1.0, help="seconds between frames")
-    p.add_argument("--kernel", action="store_true", help="drive the kernel's IPVS (root, ip_vs)")
+    p.add_argument("--dataplane", choices=("auto", "memory", "kernel"), default="auto",
+                   help="kernel: drive the kernel's IPVS (root, ip_vs); memory: the in-memory "
+                        "data plane; auto (default): kernel where possible, else memory")
+    p.add_argument("--kernel", dest="dataplane", action="store_const", const="kernel",
+                   help="same as --dataplane kernel")
     p.add_argument("--status-address", metavar="HOST:PORT",
                    help="also serve /stats, /metrics and /status there during the demo")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     args = p.parse_args(argv)
-    if args.kernel and (problem := _kernel_problem()):
+    problem = _kernel_problem()
+    if args.dataplane == "kernel" and problem:
         print(f"demo: {problem}", file=sys.stderr)
         return 2
+    kernel = args.dataplane == "kernel" or (args.dataplane == "auto" and problem is None)
+    if args.dataplane == "auto" and problem:
+        print(f"demo: using the in-memory data plane: {problem}", file=sys.stderr)
     logs.configure("auto", args.log_level)
     changes = trio.run(lambda: run_demo(duration=args.duration, refresh=args.refresh,
-                                        kernel=args.kernel, status_address=args.status_address,
+                                        kernel=kernel, status_address=args.status_address,
                                         clear=sys.stdout.isatty()))
     return 0 if changes or args.duration < 10 else 1
 
