@@ -33,8 +33,11 @@ first state. ``handle.shutdown()`` stops the probes and balancers, then
 closes the writer's input: the writer withdraws the routes, waits their hold
 time, removes what it owns (unless ``keep_on_exit``) and run_kglb returns.
 Cancelling run_kglb instead is a fast exit that leaves the kernel as it is.
-If actors crash beyond the restart intensity, run_kglb raises (an exception
-group holding ``RestartIntensityExceeded``) and the kernel is left as it is.
+Every actor, the writer included, is restarted after a crash (a bug) with
+backoff; a restarted writer adopts what it finds and converges to the newest
+desired state. If actors crash beyond the restart intensity (counted over all
+of them), run_kglb raises (an exception group holding
+``RestartIntensityExceeded``) and the kernel is left as it is.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from .metrics import CheckTally
 from .probes import Prober, ProberStatistics
 from .resolver import Resolve, resolve_host
 from .routes import MemorySpeaker
-from .supervisor import ControlPlane, RestartPolicy
+from .supervisor import ControlPlane, RestartBudget, RestartPolicy, open_supervisor
 from .writer import Writer, WriterStatistics
 
 __all__ = ["KglbHandle", "KglbStatistics", "run_kglb"]
@@ -192,25 +195,27 @@ async def run_kglb(
         writer = Writer(dataplane, speaker, ownership_path=ownership_path,
                         keep_on_exit=keep_on_exit, on_apply=on_apply)
         # One state in flight: the writer drains to the newest anyway, and a
-        # generator blocked here just generates again from newer states.
+        # generator blocked here just generates again from newer states. The
+        # receive end is ours, not the writer's: it must outlive a writer crash.
         send_desired, receive_desired = trio.open_memory_channel[DataPlaneState](1)
+        stack.enter_context(receive_desired)
+        budget = RestartBudget(policy)
         plane = ControlPlane(config, prober=prober, send_desired=send_desired, resolve=resolve,
-                             policy=policy, coalesce=coalesce)
-        writer_done = trio.Event()
-
-        async def writer_task(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
-            await writer.run(receive_desired, task_status=task_status)
-            writer_done.set()
+                             budget=budget, coalesce=coalesce)
 
         async with trio.open_nursery() as nursery:
             await nursery.start(prober.run)
             if hasattr(speaker, "run"):  # a real speaker polls its daemon (BIRD)
                 await nursery.start(speaker.run)
-            await nursery.start(writer_task)
-            await nursery.start(plane.run)
-            handle = KglbHandle(plane, writer=writer, prober=prober, speaker=speaker)
-            log.info("control plane started", balancers=len(config.balancers))
-            task_status.started(handle)
-            await writer_done.wait()
+            # The writer has a supervisor of its own because it outlives the
+            # control plane's (it cleans up after the balancers stopped); the
+            # shared budget makes the intensity count every actor's crashes.
+            async with open_supervisor(budget=budget) as supervisor:
+                await supervisor.start("writer", writer.run, receive_states=receive_desired)
+                await nursery.start(plane.run)
+                handle = KglbHandle(plane, writer=writer, prober=prober, speaker=speaker)
+                log.info("control plane started", balancers=len(config.balancers))
+                task_status.started(handle)
+            # Here the writer returned: its input closed and it shut down gracefully.
             log.info("control plane stopped")
             nursery.cancel_scope.cancel()  # the prober (and speaker poll): nothing needs them now

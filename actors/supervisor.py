@@ -3,10 +3,11 @@
 :class:`Supervisor` owns a nursery of named children. A child that raises is
 logged and started again after a backoff (0.5 s doubling to 30 s, reset when
 it had run for a whole period); past ``intensity`` crashes within ``period``
-seconds (over all children) the supervisor gives up with
+seconds (over all children, and over every supervisor sharing its
+:class:`RestartBudget`) the supervisor gives up with
 :class:`RestartIntensityExceeded`, which ends the process with an error. A
-crash never touches the kernel: the writer is not a child, and cancellation
-leaves the data plane as it is.
+crash never touches the kernel: a restarted writer adopts what it finds, and
+cancellation leaves the data plane as it is.
 
 :class:`ControlPlane` runs the generator and one balancer actor per
 BalancerConfig under a Supervisor, and applies a new config: removed
@@ -34,8 +35,8 @@ from .balancer import BalancerMemory, run_balancer
 from .generator import COALESCE, Expect, GeneratorMemory, run_generator
 from .resolver import Resolve, resolve_host
 
-__all__ = ["ControlPlane", "RestartIntensityExceeded", "RestartPolicy", "Supervisor",
-           "config_problems", "open_supervisor"]
+__all__ = ["ControlPlane", "RestartBudget", "RestartIntensityExceeded", "RestartPolicy",
+           "Supervisor", "config_problems", "open_supervisor"]
 
 log = structlog.get_logger()
 
@@ -54,6 +55,35 @@ class RestartPolicy:
     period: float = 60.0
     backoff: float = 0.5  # first wait before a restart, doubling
     max_backoff: float = 30.0
+
+
+class RestartBudget:
+    """The crashes of one process, counted against one :class:`RestartPolicy`.
+
+    Supervisors sharing a budget share the intensity (crashes of any of their
+    children add up) and the restart counts by actor name; each child keeps
+    its own backoff.
+    """
+
+    def __init__(self, policy: RestartPolicy = RestartPolicy()) -> None:
+        self.policy = policy
+        self._crashes: deque[float] = deque()
+        self._restarts: Counter[str] = Counter()
+
+    def restarts(self) -> dict[str, int]:
+        return dict(self._restarts)
+
+    def crashed(self, name: str, now: float, exc: Exception) -> None:
+        """Count a crash of ``name``; raises RestartIntensityExceeded past the intensity."""
+        log.error("actor crashed", actor=name, exc_info=exc)
+        self._restarts[name] += 1
+        self._crashes.append(now)
+        while self._crashes and self._crashes[0] < now - self.policy.period:
+            self._crashes.popleft()
+        if len(self._crashes) > self.policy.intensity:
+            raise RestartIntensityExceeded(
+                f"{len(self._crashes)} crashes within {self.policy.period:g} s "
+                f"(last: {name}: {exc!r})") from exc
 
 
 class _StartedOnce:
@@ -78,14 +108,18 @@ class _Child:
 
 
 class Supervisor:
-    """Named children with restarts. Create it with :func:`open_supervisor`."""
+    """Named children with restarts. Create it with :func:`open_supervisor`.
 
-    def __init__(self, nursery: trio.Nursery, policy: RestartPolicy) -> None:
+    With a ``budget``, its policy applies and crashes count there (shared);
+    without, the supervisor has a budget of its own for ``policy``.
+    """
+
+    def __init__(self, nursery: trio.Nursery, policy: RestartPolicy,
+                 *, budget: RestartBudget | None = None) -> None:
         self._nursery = nursery
-        self._policy = policy
+        self._budget = budget if budget is not None else RestartBudget(policy)
+        self._policy = self._budget.policy
         self._children: dict[str, _Child] = {}
-        self._crashes: deque[float] = deque()
-        self._restarts: Counter[str] = Counter()
 
     async def start(self, name: str, fn: Callable[..., Awaitable[None]], **kwargs) -> None:
         """Start ``fn(**kwargs, task_status=...)`` as ``name``; returns once it started.
@@ -112,7 +146,8 @@ class Supervisor:
         self._nursery.cancel_scope.cancel()
 
     def restarts(self) -> dict[str, int]:
-        return dict(self._restarts)
+        """Crashes by actor name, over every supervisor sharing this one's budget."""
+        return self._budget.restarts()
 
     async def _run_child(self, name, child, fn, kwargs, task_status=trio.TASK_STATUS_IGNORED):
         status = _StartedOnce(task_status)
@@ -128,7 +163,7 @@ class Supervisor:
                         now = trio.current_time()
                         if now - began >= self._policy.period:
                             delay = self._policy.backoff
-                        self._crashed(name, now, exc)
+                        self._budget.crashed(name, now, exc)
                     log.info("restarting actor", actor=name, after=delay)
                     await trio.sleep(delay)
                     delay = min(delay * 2, self._policy.max_backoff)
@@ -137,23 +172,17 @@ class Supervisor:
                 del self._children[name]
             child.done.set()
 
-    def _crashed(self, name: str, now: float, exc: Exception) -> None:
-        log.error("actor crashed", actor=name, exc_info=exc)
-        self._restarts[name] += 1
-        self._crashes.append(now)
-        while self._crashes and self._crashes[0] < now - self._policy.period:
-            self._crashes.popleft()
-        if len(self._crashes) > self._policy.intensity:
-            raise RestartIntensityExceeded(
-                f"{len(self._crashes)} crashes within {self._policy.period:g} s "
-                f"(last: {name}: {exc!r})") from exc
-
 
 @asynccontextmanager
-async def open_supervisor(policy: RestartPolicy = RestartPolicy()) -> AsyncIterator[Supervisor]:
-    """A Supervisor whose children live as long as the ``async with`` block."""
+async def open_supervisor(
+    policy: RestartPolicy = RestartPolicy(), *, budget: RestartBudget | None = None
+) -> AsyncIterator[Supervisor]:
+    """A Supervisor whose children live as long as the ``async with`` block.
+
+    Pass a shared ``budget`` to count its crashes with other supervisors'.
+    """
     async with trio.open_nursery() as nursery:
-        yield Supervisor(nursery, policy)
+        yield Supervisor(nursery, policy, budget=budget)
 
 
 def config_problems(config: Config) -> list[str]:
@@ -173,6 +202,7 @@ class ControlPlane:
 
     ``send_desired`` is the writer's input: closed by :meth:`run` on a
     graceful stop only (a crash must not start the writer's cleanup).
+    ``budget``: crash accounting shared with the writer's supervisor (None: its own).
     """
 
     def __init__(
@@ -184,6 +214,7 @@ class ControlPlane:
         fwmarks: FwmarkPool | None = None,
         resolve: Resolve = resolve_host,
         policy: RestartPolicy = RestartPolicy(),
+        budget: RestartBudget | None = None,
         coalesce: float = COALESCE,
     ) -> None:
         self.config = config
@@ -196,7 +227,7 @@ class ControlPlane:
         self._prober = prober
         self._send_desired = send_desired
         self._resolve = resolve
-        self._policy = policy
+        self._budget = budget if budget is not None else RestartBudget(policy)
         self._coalesce = coalesce
         self._states_send, self._states_receive = trio.open_memory_channel[
             BalancerState | Expect](STATES_BUFFER)
@@ -209,7 +240,7 @@ class ControlPlane:
         problems = config_problems(self.config)
         if problems:
             raise ValueError("; ".join(problems))
-        async with open_supervisor(self._policy) as supervisor:
+        async with open_supervisor(budget=self._budget) as supervisor:
             self._supervisor = supervisor
             await supervisor.start("generator", run_generator, receive=self._states_receive,
                                    send=self._send_desired, memory=self.generator,
@@ -227,7 +258,8 @@ class ControlPlane:
         self._stopping.set()
 
     def restarts(self) -> dict[str, int]:
-        return {} if self._supervisor is None else self._supervisor.restarts()
+        """Crashes by actor name (the writer's too when it shares the budget)."""
+        return self._budget.restarts()
 
     async def reload(self, config: Config) -> list[str]:
         """Switch to ``config``; its problems (nothing changed) or [] (applied)."""

@@ -29,6 +29,12 @@ every route, waits the hold time, deletes the services and VIPs it owns, and
 records ownership. With ``keep_on_exit`` it leaves everything, routes included,
 so a restart (which adopts what it finds) causes no traffic gap. Cancellation
 is a fast exit that changes nothing.
+
+An unexpected exception (a bug) leaves ``run``; the supervisor calls ``run``
+again on the same Writer with the same channel, which the writer never
+closes. The new run starts like any start (reads the kernel and the ownership
+record, adopts what matches with zero operations) and then converges to the
+newest state the writer had received, since the generator only sends on change.
 """
 
 from __future__ import annotations
@@ -160,6 +166,8 @@ class Writer:
     ) -> None:
         """Apply states until ``receive_states`` closes, then shut down gracefully.
 
+        ``receive_states`` is not closed here: its owner ends it gracefully by
+        closing the send side, and after a crash the next run goes on reading it.
         Raises ``OSError`` if the kernel cannot be read at start (nothing is touched).
         """
         self._owned = load_owned(self._ownership_path)
@@ -182,26 +190,31 @@ class Writer:
         now = trio.current_time()
         next_resync = now + self._resync_interval
         next_counters = now
-        async with receive_states:
-            while True:
-                desired, closed = None, False
+        # A run after a crash owes the kernel the newest state received so far
+        # (or a newer one already queued): the generator will not send it again.
+        owed = self._desired
+        while True:
+            desired, closed = owed, False
+            owed = None
+            if desired is None:
                 with trio.move_on_at(min(next_resync, next_counters)):
                     try:
                         desired = await receive_states.receive()
                     except trio.EndOfChannel:
                         closed = True
-                if desired is not None:
-                    desired, closed = _drain(receive_states, desired)
-                    await self._converge(desired)
-                if closed:
-                    break
-                now = trio.current_time()
-                if now >= next_counters:
-                    await self._read_counters()
-                    next_counters = now + self._counters_interval
-                if now >= next_resync:
-                    await self._resync()
-                    next_resync = trio.current_time() + self._resync_interval
+            if desired is not None:
+                desired, closed = _drain(receive_states, desired)
+                self._desired = desired  # before any checkpoint: a crash loses nothing
+                await self._converge(desired)
+            if closed:
+                break
+            now = trio.current_time()
+            if now >= next_counters:
+                await self._read_counters()
+                next_counters = now + self._counters_interval
+            if now >= next_resync:
+                await self._resync()
+                next_resync = trio.current_time() + self._resync_interval
         await self._shutdown()
 
     # ----------------------------------------------------------------- applying
