@@ -118,7 +118,7 @@ async def serve(check, *, jitter: float, shares: int, sources: dict) -> None:
     stdin = trio.lowlevel.FdStream(os.dup(0))
     stdout = trio.lowlevel.FdStream(os.dup(1))
     os.dup2(2, 1)  # a stray print must not corrupt the pipe
-    prober = Prober(check=check, jitter=jitter, **sources)
+    prober = Prober(check=check, jitter=jitter, **sources)  # lean: tcp/http off trio tasks
     worker = _Worker(prober, shares, _Outbox())
     async with trio.open_nursery() as nursery:
         await nursery.start(prober.run)

@@ -27,6 +27,15 @@ With ``workers=N`` the probe tasks run in N worker processes instead
 (:mod:`actors._probe_shards`): the watchers, delivery and statistics stay
 here, the checks run there. Use it above about ``SHARD_THRESHOLD`` checks per
 second (see :func:`suggested_workers`).
+
+With ``lean`` on (the default) and the stock ``run_check``, tcp and
+plain-http targets are not probe tasks: one
+:class:`actors._lean_engine.LeanEngine` runs them all on a private epoll, on
+the same schedule, limiter and delivery, at a fraction of the CPU per check
+(benchmarks/probes.py: 0.4-0.6x the bare trio checker at 10k checks/s), with
+times to within its 2 ms tick. A result that does not fit a watcher's buffer
+pauses that target's probe until it is delivered (the same backpressure).
+Other checks, and any injected check function, run as probe tasks.
 """
 
 from __future__ import annotations
@@ -44,15 +53,18 @@ import trio
 from kglb import CheckResult, ProbeResult, ProbeTarget
 
 from . import _probe_shards
+from ._lean_engine import LeanEngine
 from .checks import TUNNEL_SOURCES, run_check
 
 CheckFunction = Callable[[ProbeTarget], Awaitable[CheckResult]]
 
 #: Scheduled checks per second above which probes should leave the main process.
-#: benchmarks/probes.py (2 shared cores): in-process, a check costs ~280-340 µs of
-#: CPU with its scheduling and delivery, so 2000/s is ~60% of a core, and the main
-#: process also runs the balancers, the generator and the writer; at 1000/s one
-#: process keeps up, at 5000/s it misses intervals and 2 workers do 1.3-1.8x more.
+#: benchmarks/probes.py (2 shared cores): in-process, a trio-checker check costs
+#: ~280-340 µs of CPU with its scheduling and delivery, so 2000/s is ~60% of a core,
+#: and the main process also runs the balancers, the generator and the writer. The
+#: lean engine's tcp/http checks cost 60-90 µs at 10k/s (150-180 at 1k/s, where its
+#: wake-ups dominate): in-process it keeps up with 10k/s on an idle core, but
+#: workers keep the main process responsive.
 SHARD_THRESHOLD = 2000.0
 _FIRST_SPREAD = 0.5  # the first gap is between ½ and 1½ intervals (with jitter on)
 
@@ -103,7 +115,7 @@ class Watch:
 class Probe:
     """The shared state of one target's probe: its watchers and its task's scope."""
 
-    __slots__ = ("id", "last", "scope", "shard", "target", "watchers")
+    __slots__ = ("id", "last", "lean", "scope", "shard", "target", "watchers")
 
     def __init__(self, target: ProbeTarget, id: int) -> None:
         self.target = target
@@ -112,10 +124,14 @@ class Probe:
         self.last: ProbeResult | None = None
         self.scope = trio.CancelScope()
         self.shard = None
+        self.lean = False  # run by the Prober's LeanEngine, not a probe task
 
     @property
     def interval(self) -> float:
-        return min(watch.interval for watch in self.watchers)
+        watchers = self.watchers
+        if len(watchers) == 1:  # the common case, read at every check
+            return watchers[0].interval
+        return min(watch.interval for watch in watchers)
 
     @property
     def limiter(self) -> trio.CapacityLimiter:
@@ -129,7 +145,8 @@ class Prober:
     with fake checks in virtual time; with workers it must be a module-level
     function the workers can import). ``source_v4``/``source_v6`` are the
     source addresses of tunnelled checks (None: the address the kernel uses
-    to reach the real).
+    to reach the real). ``lean`` runs tcp and plain-http checks on the lean
+    engine (only with the stock ``run_check``; see the module docstring).
     """
 
     def __init__(
@@ -139,6 +156,7 @@ class Prober:
         workers: int = 0,
         source_v4: str | None = None,
         source_v6: str | None = None,
+        lean: bool = True,
     ) -> None:
         if not 0 <= jitter < 1:
             raise ValueError("jitter must be in [0, 1)")
@@ -156,11 +174,16 @@ class Prober:
         self._in_flight = 0
         self._missed = 0
         self._shards = _probe_shards.Shards(self, workers, check, jitter, self._sources)
+        self._lean = None
+        if lean and check is run_check and not workers:
+            self._lean = LeanEngine(self._lean_result, jitter=jitter)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Run the probes (and the worker processes) until cancelled."""
         async with trio.open_nursery() as nursery:
             await self._shards.start(nursery)
+            if self._lean is not None:
+                await nursery.start(self._run_lean)
             self._nursery = nursery
             try:
                 task_status.started()
@@ -195,6 +218,9 @@ class Prober:
             probe.watchers.append(watch)
             if self._shards:
                 self._shards.assign(probe)
+            elif self._lean is not None and self._lean.accepts(target):
+                probe.lean = True
+                self._lean.add(probe)
             else:
                 self._nursery.start_soon(self._probe, probe)
         else:
@@ -214,6 +240,8 @@ class Prober:
         del self._probes[watch.target]
         del self._by_id[probe.id]
         probe.scope.cancel()
+        if probe.lean:
+            self._lean.remove(probe)
         self._shards.release(probe)
 
     def statistics(self) -> ProberStatistics:
@@ -221,10 +249,10 @@ class Prober:
         return ProberStatistics(
             checks=self._checks,
             by_reason=types.MappingProxyType(dict(self._by_reason)),
-            in_flight=self._in_flight + sum(shard.in_flight for shard in shards),
+            in_flight=self.counters()[0] + sum(shard.in_flight for shard in shards),
             targets=len(self._probes),
             watches=sum(len(probe.watchers) for probe in self._probes.values()),
-            missed=self._missed + sum(shard.missed for shard in shards),
+            missed=self.counters()[1] + sum(shard.missed for shard in shards),
             last=types.MappingProxyType(
                 {target: probe.last for target, probe in self._probes.items() if probe.last}
             ),
@@ -233,7 +261,13 @@ class Prober:
 
     def counters(self) -> tuple[int, int]:
         """(in flight, missed) of the in-process probes, cheaply (for worker reports)."""
-        return self._in_flight, self._missed
+        if self._lean is None:
+            return self._in_flight, self._missed
+        return self._in_flight + self._lean.in_flight, self._missed + self._lean.missed
+
+    async def _run_lean(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        TUNNEL_SOURCES.set(self._sources)  # read by the lean checks' tunnel_source()
+        await self._lean.run(task_status=task_status)
 
     async def _probe(self, probe: Probe) -> None:
         TUNNEL_SOURCES.set(self._sources)
@@ -267,12 +301,43 @@ class Prober:
                 due += interval * (1 + random.uniform(-spread, spread))
                 spread = self._jitter
 
-    async def deliver(self, probe: Probe, result: CheckResult) -> None:
-        """Record one check of ``probe`` and send it to its watchers."""
-        message = ProbeResult(target=probe.target, result=result, at=trio.current_time())
+    def _record(self, probe: Probe, result: CheckResult, at: float) -> ProbeResult:
+        message = ProbeResult(target=probe.target, result=result, at=at)
         self._checks += 1
         self._by_reason[result.reason] += 1
         probe.last = message
+        return message
+
+    def _lean_result(self, probe: Probe, result: CheckResult, at: float) -> bool:
+        """Deliver a lean check's result without blocking; False: the probe waits
+        until the watchers whose buffers were full have taken it."""
+        message = self._record(probe, result, at)
+        full = []
+        for watch in tuple(probe.watchers):
+            if not watch.active:
+                continue
+            try:
+                watch.send.send_nowait(message)
+            except trio.WouldBlock:
+                full.append(watch)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                watch.cancel()
+        if full and self._nursery is not None:  # None: shutting down, nothing to wait for
+            self._nursery.start_soon(self._send_late, probe, message, full)
+        return not full
+
+    async def _send_late(self, probe: Probe, message: ProbeResult, watches: list[Watch]) -> None:
+        for watch in watches:
+            if watch.active:
+                try:
+                    await watch.send.send(message)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    watch.cancel()
+        self._lean.resume(probe)
+
+    async def deliver(self, probe: Probe, result: CheckResult) -> None:
+        """Record one check of ``probe`` and send it to its watchers."""
+        message = self._record(probe, result, trio.current_time())
         for watch in tuple(probe.watchers):
             if not watch.active:
                 continue

@@ -12,6 +12,10 @@ process so RSS and CPU are its own:
   ``actors.checks.run_check``, one watch per real at ``--interval``, one
   CapacityLimiter of ``--concurrency`` (kglb's default 100), results drained
   from the watch channel by a consumer task;
+- ``lean`` (when ``--workers`` has 0): the in-process Prober as it is by
+  default, tcp and plain-http checks on ``actors._lean_engine``; ``prober
+  w=0`` is the same with ``lean=False`` (every check a trio probe task) and
+  ``prober w=N`` runs the lean engine in N worker processes;
 - ``bare``: the least a trio checker can do: one task per real, a raw
   ``trio.socket`` connect (tcp) or hand-written GET plus status line (http),
   the same limiter and interval, results counted.
@@ -128,13 +132,13 @@ async def _bare(kind: str, reals: list[str], port: int, interval: float, limiter
 # ----------------------------------------------------------------------- prober
 
 
-async def _prober(kind, reals, port, interval, limiter, counts, workers, task_status):
+async def _prober(kind, reals, port, interval, limiter, counts, workers, lean, task_status):
     from actors.probes import Prober
     from kglb import ProbeTarget
     from kglb.config import HttpCheck, TcpCheck
 
     check = HttpCheck(codes=(200,), timeout_ms=5000) if kind == "http" else TcpCheck()
-    prober = Prober(workers=workers)
+    prober = Prober(workers=workers, lean=lean)
     send, receive = trio.open_memory_channel(10000)
     async with trio.open_nursery() as nursery:
         await nursery.start(prober.run)
@@ -170,7 +174,7 @@ async def _phase(args) -> dict:
             nursery.start_soon(_bare, args.check, reals, args.port, args.interval, limiter, counts)
         else:
             prober = await nursery.start(_prober, args.check, reals, args.port, args.interval,
-                                         limiter, counts, args.workers)
+                                         limiter, counts, args.workers, args.phase == "lean")
         await trio.sleep(args.warmup)
         pids = [os.getpid(), *_worker_pids(prober)]
         cpu0, checks0, failed0 = sum(map(process_cpu, pids)), counts.checks, counts.failed
@@ -219,7 +223,7 @@ def _table(rows: list[dict]) -> str:
         if "error" in row:
             lines.append(f"{row['check']:5} {row['reals']:>6} {row['phase']}: ERROR {row['error']}")
             continue
-        system = "bare" if row["phase"] == "bare" else f"prober w={row['workers']}"
+        system = "bare" if row["phase"] == "bare" else f"{row['phase']} w={row['workers']}"
         lines.append(
             f"{row['check']:5} {row['reals']:>6} {system:10} {row['scheduled_per_s']:>8.0f} "
             f"{row['achieved_per_s']:>8.0f} {row['cpu_us_per_check'] or 0:>10.1f} "
@@ -241,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=20080)
     parser.add_argument("--server", choices=SERVER_CHOICES, default="auto")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
-    parser.add_argument("--phase", choices=("bare", "prober"), help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=("bare", "prober", "lean"), help=argparse.SUPPRESS)
     parser.add_argument("--check", choices=("tcp", "http"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from benchmarks._reals import raise_nofile_limit
@@ -262,12 +266,15 @@ def main(argv: list[str] | None = None) -> int:
                 for n in args.reals:
                     bare = _run_phase(args, "bare", check, n, 0)
                     rows.append(bare)
-                    for workers in args.workers:
-                        row = _run_phase(args, "prober", check, n, workers)
+                    systems = [("prober", w) for w in args.workers]
+                    if 0 in args.workers:
+                        systems.insert(args.workers.index(0) + 1, ("lean", 0))
+                    for phase, workers in systems:
+                        row = _run_phase(args, phase, check, n, workers)
                         if bare.get("cpu_us_per_check") and row.get("cpu_us_per_check"):
                             row["ratio"] = round(row["cpu_us_per_check"] / bare["cpu_us_per_check"], 2)
                         rows.append(row)
-                    print(_table(rows[-1 - len(args.workers):]).split("\n", 1)[1], flush=True)
+                    print(_table(rows[-1 - len(systems):]).split("\n", 1)[1], flush=True)
     print()
     print(_table(rows))
     if args.json:

@@ -31,8 +31,8 @@ TUNNEL_SOURCES: contextvars.ContextVar[dict[int, str | None]] = contextvars.Cont
 )
 
 # The encapsulation (IPIP) eats into the path MTU; kglb clamps the MSS the same way.
-_TUNNEL_MSS = 1400
-_IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+TUNNEL_MSS = 1400
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 _ERRNO_REASONS = {
     errno.ECONNREFUSED: "refused",
@@ -71,9 +71,16 @@ def reason_for(exc: BaseException) -> str:
         cause = exc.__cause__
         return reason_for(cause) if cause is not None else "reset"
     if isinstance(exc, OSError) and exc.errno is not None:
-        name = errno.errorcode.get(exc.errno, str(exc.errno))
-        return _ERRNO_REASONS.get(exc.errno, f"error {name}")
+        return errno_reason(exc.errno)
     raise exc  # anything else is our bug, not the real's
+
+
+def errno_reason(code: int) -> str:
+    """The countable reason for a socket errno ("refused", "reset", ..., "error EXXX")."""
+    reason = _ERRNO_REASONS.get(code)
+    if reason is None:
+        reason = f"error {errno.errorcode.get(code, str(code))}"
+    return reason
 
 
 async def measured(timeout_ms: int, work: Awaitable[str]) -> CheckResult:
@@ -156,12 +163,12 @@ async def connect(
         if fwmark:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, fwmark)
             if kind == socket.SOCK_STREAM:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, _TUNNEL_MSS)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, TUNNEL_MSS)
         if source:
             # kglb binds port 50000+mark, which lets only one check per mark run at a
             # time; an ephemeral port chosen at connect time has no such limit.
             if kind == socket.SOCK_STREAM:
-                sock.setsockopt(socket.SOL_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
             await sock.bind((source, 0))
         await sock.connect((address, port))
     except BaseException:

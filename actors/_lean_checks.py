@@ -1,0 +1,187 @@
+"""The common checks as non-blocking state machines, for the lean engine (no task per check).
+
+Contract. :func:`plan` says how a target is checked here, or None when it
+needs the trio checkers of :mod:`actors.checks` (https, proxies, redirects,
+host names, dns, syslog, dummy, a tunnel without a VIP). A plan covers the
+tcp check and the plain http GET judged on its status line.
+
+:func:`open_check` opens the socket non-blocking, sets SO_MARK, the tunnel MSS
+and the source bind BEFORE connect (the same order and options as
+``actors.checks._net.connect``) and issues the connect; it returns a
+:class:`Conn` to register for ``EVENTS`` (edge-triggered), or a final reason
+when the connect failed at once. ``Conn.advance(mask)`` moves the check on
+when its fd is ready and returns its final reason, or None while it runs.
+The caller closes the socket (``Conn.close()``) and owns the timeout.
+
+Reasons are the trio checkers' for the same events: "ok", "status N",
+"refused", "reset", "unreachable", "denied", "short read", "bad response",
+"too long", "error EXXX". Reads are bounded: at most ``MAX_STATUS_LINE``
+bytes are ever read (the status line), so a 10 MB body or an endless header
+costs one bounded read and a slow-loris real only its own timeout.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+from typing import NamedTuple
+
+from kglb import ProbeTarget
+from kglb.config import HttpCheck, TcpCheck
+
+from .checks import _http_wire as wire
+from .checks._net import (
+    IP_BIND_ADDRESS_NO_PORT,
+    TUNNEL_MSS,
+    CheckFailure,
+    errno_reason,
+    family_of,
+    is_ip,
+    reason_for,
+    tunnel_source,
+)
+
+MAX_STATUS_LINE = 4096  # as actors.checks.http: the status line is all that is read
+# Edge-triggered: one event when the connect completes (OUT, or ERR/HUP), one per
+# arrival of data (IN), so a check costs one epoll_ctl and no re-arming.
+_ET = select.EPOLLET | select.EPOLLERR | select.EPOLLHUP
+TCP_EVENTS = select.EPOLLOUT | _ET
+HTTP_EVENTS = select.EPOLLOUT | select.EPOLLIN | select.EPOLLRDHUP | _ET
+_READABLE = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
+_NONBLOCK_STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+
+
+class Plan(NamedTuple):
+    """How one target is checked: where to connect, what to send, what passes."""
+
+    family: int
+    address: str  # the real, or the VIP of a tunnelled check
+    port: int
+    fwmark: int
+    request: bytes | None  # None: the tcp check (connect only)
+    codes: frozenset[int]
+    timeout: float  # seconds
+
+
+def plan(target: ProbeTarget) -> Plan | None:
+    """The lean plan of ``target``'s check, or None: the trio checker runs it."""
+    check = target.check
+    kind = type(check)
+    if kind is TcpCheck:
+        request, codes = None, frozenset()
+    elif (kind is HttpCheck and check.scheme == "http" and not check.proxy_check_url
+          and not check.follow_redirects):
+        url = wire.direct_url("http", target.address, target.port, check.uri)
+        host = wire.configured_header(check.headers, "host") or url.authority
+        request, codes = wire.request(url.path, host, check.headers), frozenset(check.codes)
+    else:
+        return None
+    if target.fwmark:
+        if target.via is None or not target.via.address:
+            return None  # the trio checker reports "no tunnel"
+        address, port = target.via.address, target.via.port
+    else:
+        address, port = target.address, target.port
+    if not is_ip(address):
+        return None  # needs a resolver: the trio checker
+    return Plan(family_of(address), address, port, target.fwmark, request, codes,
+                check.timeout_ms / 1000)
+
+
+class Conn:
+    """One check in flight: its socket and where it is (connecting, sending, reading)."""
+
+    __slots__ = ("connected", "data", "fd", "pending", "plan", "sock")
+
+    def __init__(self, sock: socket.socket, plan: Plan) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.plan = plan
+        self.connected = False
+        self.pending = plan.request  # bytes still to send (None: tcp, or all sent)
+        self.data = b""
+
+    @property
+    def events(self) -> int:
+        return TCP_EVENTS if self.plan.request is None else HTTP_EVENTS
+
+    def close(self) -> None:
+        self.sock.close()  # closing the fd also drops it from the epoll set
+
+    def advance(self, mask: int) -> str | None:
+        """React to readiness ``mask``; the final reason, or None while the check runs."""
+        if not self.connected:
+            code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                return errno_reason(code)
+            if not mask & select.EPOLLOUT:
+                return None  # spurious: the connect is still in progress
+            self.connected = True
+            if self.plan.request is None:
+                return "ok"
+        if self.pending:
+            reason = self._send()
+            if reason is not None or self.pending:
+                return reason
+        if mask & _READABLE:
+            return self._receive()
+        return None
+
+    def _send(self) -> str | None:
+        try:
+            sent = self.sock.send(self.pending)
+        except BlockingIOError:
+            return None  # the next OUT edge comes when there is room
+        except OSError as exc:
+            return reason_for(exc)
+        self.pending = self.pending[sent:]
+        return None
+
+    def _receive(self) -> str | None:
+        # One recv per edge is enough: a short read means the socket is drained,
+        # a full one reaches the bound and ends the check.
+        try:
+            chunk = self.sock.recv(MAX_STATUS_LINE - len(self.data))
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            return reason_for(exc)
+        if not chunk:
+            return "short read"
+        self.data += chunk
+        end = self.data.find(b"\r\n")
+        if end >= 0:
+            try:
+                status = wire.parse_status(self.data[: end + 2])
+            except CheckFailure as exc:
+                return exc.reason
+            return "ok" if status in self.plan.codes else f"status {status}"
+        if len(self.data) >= MAX_STATUS_LINE:
+            return "too long"
+        return None
+
+
+def open_check(target: ProbeTarget, plan: Plan) -> Conn | str:
+    """Start ``plan``'s connect: a Conn to wait on, or the final reason of a failure at once."""
+    try:
+        sock = socket.socket(plan.family, _NONBLOCK_STREAM)
+    except OSError as exc:
+        return reason_for(exc)
+    try:
+        if plan.fwmark:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, plan.fwmark)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, TUNNEL_MSS)
+            source = tunnel_source(target)
+            if source:
+                # An ephemeral port chosen at connect time, as actors.checks._net.
+                sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.bind((source, 0))
+        code = sock.connect_ex((plan.address, plan.port))
+    except OSError as exc:
+        sock.close()
+        return reason_for(exc)
+    if code not in (0, errno.EINPROGRESS):
+        sock.close()
+        return errno_reason(code)
+    return Conn(sock, plan)

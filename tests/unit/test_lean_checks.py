@@ -1,0 +1,205 @@
+"""The lean engine's tcp and http checks against real loopback servers, hostile ones too.
+
+Every case runs the trio checker (``run_check``) on the same server as well:
+the lean path must report the same reason.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import struct
+
+import pytest
+import trio
+
+from actors import _lean_checks
+from actors._lean_engine import LeanEngine
+from actors.checks import TUNNEL_SOURCES, run_check
+from actors.checks._net import reason_for
+from kglb import ProbeTarget, ServiceKey
+from kglb.config import DnsCheck, HttpCheck, TcpCheck
+
+from test_checks_http import ok, read_request, responder
+from test_checks_tcp import closed_port, needs_mark
+
+
+class Probe:
+    """What the engine needs of a Prober's probe."""
+
+    def __init__(self, target: ProbeTarget, interval: float = 60.0, tokens: int = 10) -> None:
+        self.target = target
+        self.interval = interval
+        self.limiter = trio.CapacityLimiter(tokens)
+
+
+async def lean_check(nursery, target: ProbeTarget):
+    """The first result of ``target`` on a LeanEngine driven by trio."""
+    send, receive = trio.open_memory_channel(10)
+    engine = LeanEngine(lambda probe, result, now: send.send_nowait(result) or True)
+    await nursery.start(engine.run)
+    engine.add(Probe(target))
+    with trio.fail_after(5):
+        return await receive.receive()
+
+
+async def both(nursery, target: ProbeTarget):
+    """(lean result, trio checker result) for ``target``; their reasons must agree."""
+    lean = await lean_check(nursery, target)
+    reference = await run_check(target)
+    assert lean.reason == reference.reason
+    return lean
+
+
+def http(port: int, host: str = "127.0.0.1", **settings) -> ProbeTarget:
+    settings.setdefault("codes", (200,))
+    settings.setdefault("timeout_ms", 2000)
+    return ProbeTarget(address=host, port=port, check=HttpCheck(**settings))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+async def test_tcp_ok_and_refused(nursery, check_serve, host):
+    port = await check_serve(lambda stream: stream.aclose(), host)
+    result = await both(nursery, ProbeTarget(address=host, port=port, check=TcpCheck()))
+    assert (result.passed, result.reason) == (True, "ok")
+    refused = ProbeTarget(address=host, port=closed_port(host), check=TcpCheck())
+    assert (await both(nursery, refused)).reason == "refused"
+
+
+async def test_tcp_no_answer_is_a_timeout(nursery):
+    with socket.socket() as listener:  # a full accept queue: further SYNs are dropped
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        try:
+            target = ProbeTarget(address="127.0.0.1", port=port, check=TcpCheck(timeout_ms=200))
+            result = await both(nursery, target)
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert result.reason == "timeout" and 0.19 <= result.latency < 0.5
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+async def test_http_status_in_codes_and_the_request_is_the_checkers(nursery, check_serve, host):
+    seen: list[bytes] = []
+    port = await check_serve(responder(ok(200), seen=seen), host)
+    target = http(port, host, headers=(("X-A", "1"),))
+    assert (await both(nursery, target)).passed
+    assert seen[0] == seen[1]  # lean and trio send byte-identical requests
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (ok(503), "status 503"),
+        (b"\x16\x03\x01garbage\r\n", "bad response"),
+        (b"", "short read"),
+        (b"HTTP/1.1 200 " + b"x" * 1_000_000, "too long"),  # endless status line
+        (b"HTTP/1.1 200 X\r\nX-Long: " + b"x" * 1_000_000, "ok"),  # endless header: unread
+        (b"HTTP/1.1 200 X\r\nContent-Length: 10485760\r\n\r\n" + b"x" * 10_485_760, "ok"),
+    ],
+    ids=["status", "garbage", "close", "endless-status", "endless-header", "10MB-body"],
+)
+async def test_http_reasons(nursery, check_serve, answer, reason):
+    port = await check_serve(responder(answer))
+    assert (await both(nursery, http(port))).reason == reason
+
+
+async def test_http_rst_is_a_reset(nursery, check_serve):
+    async def rst(stream):
+        await read_request(stream)
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        stream.socket.close()
+
+    port = await check_serve(rst)
+    assert (await both(nursery, http(port))).reason == "reset"
+
+
+async def test_http_slow_loris_costs_one_timeout(nursery, check_serve):
+    async def slow(stream):
+        await read_request(stream)
+        try:
+            for byte in b"HTTP/1.1 200 OK\r\n":
+                await stream.send_all(bytes([byte]))
+                await trio.sleep(0.1)
+        except trio.BrokenResourceError:
+            pass  # the check gave up: that is the point
+
+    port = await check_serve(slow)
+    result = await both(nursery, http(port, timeout_ms=300))
+    assert result.reason == "timeout" and result.latency < 0.5
+
+
+def test_reads_are_bounded():
+    """However much a real sends, one check reads at most the status-line bound."""
+    server, client = socket.socketpair()
+    plan = _lean_checks.plan(http(1))
+    conn = _lean_checks.Conn(client, plan)
+    conn.connected, conn.pending = True, b""  # connected, the request sent
+    server.sendall(b"HTTP/1.1 200 " + b"x" * 100_000)
+    assert conn.advance(_lean_checks.HTTP_EVENTS) == "too long"
+    assert len(conn.data) == _lean_checks.MAX_STATUS_LINE
+    server.close()
+    client.close()
+
+
+def test_plan_covers_only_the_common_checks():
+    assert _lean_checks.plan(ProbeTarget(address="127.0.0.1", port=1, check=TcpCheck()))
+    assert _lean_checks.plan(http(1)).request.startswith(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:1\r\n")
+    for check in (HttpCheck(scheme="https"), HttpCheck(follow_redirects=True),
+                  HttpCheck(proxy_check_url="http://a/"), DnsCheck(query="a.")):
+        assert _lean_checks.plan(ProbeTarget(address="127.0.0.1", port=1, check=check)) is None
+    assert _lean_checks.plan(ProbeTarget(address="localhost", port=1, check=TcpCheck())) is None
+    no_vip = ProbeTarget(address="127.0.0.1", port=1, check=TcpCheck(), fwmark=7,
+                         via=ServiceKey.for_fwmark(7))
+    assert _lean_checks.plan(no_vip) is None  # the trio checker says "no tunnel"
+
+
+@needs_mark
+async def test_tunnelled_check_is_marked_bound_and_goes_to_the_vip(nursery, check_serve):
+    send, peers = trio.open_memory_channel(10)
+
+    async def record(stream):
+        await send.send(stream.socket.getpeername()[0])
+        await stream.aclose()
+
+    vip_port = await check_serve(record)
+    target = ProbeTarget(address="127.0.0.9", port=closed_port("127.0.0.1"), check=TcpCheck(),
+                         fwmark=10001, via=ServiceKey.tcp("127.0.0.1", vip_port))
+    TUNNEL_SOURCES.set({socket.AF_INET: "127.0.0.3"})
+    assert (await lean_check(nursery, target)).passed
+    with trio.fail_after(2):
+        assert await peers.receive() == "127.0.0.3"
+
+
+class _FailedConnect:
+    """A socket whose connect failed with ``code`` (as SO_ERROR reports it)."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def fileno(self) -> int:
+        return -1
+
+    def getsockopt(self, level: int, option: int) -> int:
+        return self.code
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(errno.EHOSTUNREACH, "unreachable"), (errno.ENETUNREACH, "unreachable"),
+     (errno.ETIMEDOUT, "timeout"), (errno.ECONNRESET, "reset"), (errno.EACCES, "denied"),
+     (errno.EPROTO, "error EPROTO")],
+)
+def test_a_failed_connect_has_the_trio_checkers_reason(code, reason):
+    conn = _lean_checks.Conn(_FailedConnect(code), _lean_checks.plan(http(1)))
+    assert conn.advance(select.EPOLLERR | select.EPOLLOUT) == reason
+    assert reason_for(OSError(code, "x")) == reason
