@@ -12,6 +12,7 @@ The result is a JSON-able dict.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import os
 import sys
@@ -308,6 +309,7 @@ async def _run_phase(spec: PhaseSpec, system) -> dict:
             async with trio.open_nursery() as under_test:
                 t0 = time.monotonic()
                 handle = await under_test.start(system, config, dataplane, recorder)
+                gc.freeze()  # as `kglb-trio` does once started (actors/_cmd_run.py)
                 out = await _measure(spec, handle, recorder, lag, flips, nursery, t0, rss_start)
                 if spec.system == "kglb":
                     handle.shutdown()  # graceful: it removes what it created (IPVS: no leftovers)
