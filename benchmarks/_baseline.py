@@ -27,7 +27,8 @@ from kglb.config import Config, DummyCheck, HttpCheck
 from ._measure import Recorder
 
 
-async def _tcp(address: str, port: int) -> bool:
+async def bare_tcp(address: str, port: int) -> bool:
+    """The least a tcp check can do on trio: connect, close."""
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
     try:
         await sock.connect((address, port))
@@ -38,14 +39,16 @@ async def _tcp(address: str, port: int) -> bool:
         sock.close()
 
 
-async def _http(address: str, port: int) -> bool:
+async def bare_http(address: str, port: int) -> bool:
+    """The least an http check can do on trio: one GET, the status line only."""
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
     try:
         await sock.connect((address, port))
-        await sock.send(f"GET / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n".encode())
+        await sock.send(f"GET / HTTP/1.1\r\nHost: {address}:{port}\r\n"
+                        "Connection: close\r\n\r\n".encode())
         head = b""
         while b"\r\n" not in head:
-            data = await sock.recv(1024)
+            data = await sock.recv(4096)
             if not data:
                 return False
             head += data
@@ -84,7 +87,7 @@ async def run_bare_checker(
 async def _watch(balancer, host: str, dataplane, recorder: Recorder) -> None:
     checker = balancer.checker
     check = _dummy if isinstance(checker.check, DummyCheck) else (
-        _http if isinstance(checker.check, HttpCheck) else _tcp)
+        bare_http if isinstance(checker.check, HttpCheck) else bare_tcp)
     timeout = getattr(checker.check, "timeout_ms", 1000) / 1000
     interval = checker.interval_ms / 1000
     key = RealKey(address=host, port=balancer.port)

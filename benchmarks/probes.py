@@ -41,6 +41,7 @@ from pathlib import Path
 
 import trio
 
+from ._baseline import bare_http, bare_tcp
 from ._servers import SERVER_CHOICES, run_reals
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -74,36 +75,6 @@ def process_rss(pid: int) -> int:
 # ------------------------------------------------------------------ bare checker
 
 
-async def _bare_tcp(address: str, port: int) -> bool:
-    sock = trio.socket.socket()
-    try:
-        await sock.connect((address, port))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
-
-
-async def _bare_http(address: str, port: int) -> bool:
-    sock = trio.socket.socket()
-    try:
-        await sock.connect((address, port))
-        await sock.send(f"GET / HTTP/1.1\r\nHost: {address}:{port}\r\n"
-                        "Connection: close\r\n\r\n".encode())
-        head = b""
-        while b"\r\n" not in head:
-            data = await sock.recv(4096)
-            if not data:
-                return False
-            head += data
-        return head.split(b" ", 2)[1] == b"200"
-    except (OSError, IndexError):
-        return False
-    finally:
-        sock.close()
-
-
 class _Counts:
     def __init__(self) -> None:
         self.checks = 0
@@ -111,7 +82,7 @@ class _Counts:
 
 
 async def _bare(kind: str, reals: list[str], port: int, interval: float, limiter, counts) -> None:
-    check = _bare_http if kind == "http" else _bare_tcp
+    check = bare_http if kind == "http" else bare_tcp
 
     async def probe(address: str) -> None:
         due = trio.current_time() + random.uniform(0, interval)
