@@ -15,10 +15,15 @@ from dataclasses import dataclass
 class Health:
     up: bool = False
     count: int = 0
+    settled: bool = False  # decided once; it stays so (see ``decided``)
 
     def decided(self, fall: int) -> bool:
-        """True once checks have decided this real: it went up, or failed ``fall`` times."""
-        return self.up or -self.count >= fall
+        """True once checks have decided this real: it went up, or failed ``fall`` times.
+
+        Only a real's first decision is awaited: a real that went down and then
+        passes once is still decided (down), not undecided again.
+        """
+        return self.settled or self.up or -self.count >= fall
 
 
 def observe(health: Health, passed: bool, *, rise: int, fall: int) -> Health:
@@ -31,4 +36,5 @@ def observe(health: Health, passed: bool, *, rise: int, fall: int) -> Health:
     else:
         count = -1 if health.count > 0 else health.count - 1
         up = health.up and -count < fall
-    return Health(up=up, count=count)
+    settled = health.settled or up or -count >= fall
+    return Health(up=up, count=count, settled=settled)
