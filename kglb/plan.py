@@ -138,9 +138,7 @@ def plan(current: DataPlaneState, desired: DataPlaneState, owned: Owned) -> tupl
 
 
 def _plan_reals(key: ServiceKey, existing: ServiceState, wanted: ServiceState) -> list[Operation]:
-    if existing.reals == wanted.reals:
-        # The common case for all but one service of a 10k-real state; cheap
-        # when the writer's model shares the Real objects it applied.
+    if _unchanged(existing.reals, wanted.reals):
         return []
     have = existing.real_map()
     want = wanted.real_map()
@@ -158,6 +156,23 @@ def _plan_reals(key: ServiceKey, existing: ServiceState, wanted: ServiceState) -
             updates.append(UpdateReal(service=key, real=replace(real, weight=weight)))
     deletes = [DeleteReal(service=key, real=rk) for rk in have if rk not in want]
     return adds + updates + deletes
+
+
+def _unchanged(have: tuple[Real, ...], want: tuple[Real, ...]) -> bool:
+    """True if no real of the service needs an operation: the common case for all
+    but one service of a 10k-real state, checked without building maps (both
+    tuples are sorted by key)."""
+    if len(have) != len(want):
+        return False
+    localnode = ForwardMethod.LOCALNODE
+    for old, new in zip(have, want):
+        if old.key != new.key:
+            return False
+        if not new.provisional and old.weight != new.weight:
+            return False
+        if old.forward != new.forward and old.forward is not localnode:
+            return False
+    return True
 
 
 def owned_after(
@@ -272,8 +287,32 @@ class KernelModel:
 
 
 def apply_to(state: DataPlaneState, ops: Iterable[Operation]) -> DataPlaneState:
-    """The state after applying ``ops`` to ``state``; raises ``Refused`` at the first refusal."""
-    model = KernelModel(state)
+    """The state after applying ``ops`` to ``state``; raises ``Refused`` at the first refusal.
+
+    Services no operation names, and that are already as the kernel reports
+    them, are carried over as they are (the writer applies one real's change
+    to a 10k-real state; rebuilding everything cost ~10 ms).
+    """
+    ops = tuple(ops)
+    touched = {key for op in ops if (key := _service_of(op)) is not None}
+    carried = tuple(s for s in state.services if s.key not in touched and _as_reported(s))
+    rest = tuple(s for s in state.services if s.key in touched or not _as_reported(s))
+    model = KernelModel(replace(state, services=rest))
     for op in ops:
         model.apply(op)
-    return model.state()
+    after = model.state()
+    return replace(after, services=after.services + carried) if carried else after
+
+
+def _service_of(op: Operation) -> ServiceKey | None:
+    match op:
+        case AddService(service=s) | UpdateService(service=s):
+            return s.key
+        case DeleteService(service=key) | AddReal(service=key) | UpdateReal(service=key) | \
+                DeleteReal(service=key):
+            return key
+    return None
+
+
+def _as_reported(service: ServiceState) -> bool:
+    return all(not r.hostname and not r.provisional for r in service.reals)

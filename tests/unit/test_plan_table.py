@@ -232,3 +232,28 @@ def test_a_local_real_read_back_as_localnode_is_not_updated():
     lowered = DataPlaneState(services=(ServiceState(
         service=Service(key=key), reals=(Real(key=real.key, weight=0, forward=ForwardMethod.LOCALNODE),)),))
     assert len(plan(lowered, desired, Owned(services=frozenset({key})))) == 1
+
+
+def test_apply_to_carries_untouched_services_over_as_they_are():
+    from kglb import ForwardMethod, Real, RealKey, Service, ServiceKey, ServiceState, DataPlaneState, UpdateReal
+    from kglb.plan import apply_to
+
+    def service(port, weight):
+        return ServiceState(service=Service(key=ServiceKey.tcp("192.0.2.1", port)), reals=(
+            Real(key=RealKey(address="198.51.100.1", port=port), weight=weight),))
+
+    a, b = service(80, 1), service(81, 1)
+    after = apply_to(DataPlaneState(services=(a, b)), [UpdateReal(
+        service=b.key, real=Real(key=RealKey(address="198.51.100.1", port=81), weight=5))])
+    carried, changed = after.services
+    assert carried is a  # not rebuilt: one change to a 10k-real state stays cheap
+    assert [r.weight for r in changed.reals] == [5]
+    # a service not yet as the kernel reports it (hostnames) is normalised, touched or not
+    named = ServiceState(service=a.service, reals=(replace_hostname(a.reals[0]),))
+    assert apply_to(DataPlaneState(services=(named,)), ()).services[0].reals[0].hostname == ""
+
+
+def replace_hostname(real):
+    from dataclasses import replace
+
+    return replace(real, hostname="web-1")
