@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from kglb import (
@@ -219,9 +221,6 @@ def test_apply_to_refuses_like_the_kernel(ops, code):
 def test_a_local_real_read_back_as_localnode_is_not_updated():
     # The kernel reports a real on a local address as LOCALNODE whatever it was given;
     # re-sending the configured method would count as drift on every resync.
-    from kglb import ForwardMethod, Real, RealKey, Service, ServiceKey, ServiceState, DataPlaneState, Owned
-    from kglb.plan import plan
-
     key = ServiceKey.tcp("192.0.2.1", 80)
     real = Real(key=RealKey(address="127.0.0.2", port=80), weight=1000, forward=ForwardMethod.MASQ)
     desired = DataPlaneState(services=(ServiceState(service=Service(key=key), reals=(real,)),))
@@ -235,9 +234,6 @@ def test_a_local_real_read_back_as_localnode_is_not_updated():
 
 
 def test_apply_to_carries_untouched_services_over_as_they_are():
-    from kglb import ForwardMethod, Real, RealKey, Service, ServiceKey, ServiceState, DataPlaneState, UpdateReal
-    from kglb.plan import apply_to
-
     def service(port, weight):
         return ServiceState(service=Service(key=ServiceKey.tcp("192.0.2.1", port)), reals=(
             Real(key=RealKey(address="198.51.100.1", port=port), weight=weight),))
@@ -249,11 +245,5 @@ def test_apply_to_carries_untouched_services_over_as_they_are():
     assert carried is a  # not rebuilt: one change to a 10k-real state stays cheap
     assert [r.weight for r in changed.reals] == [5]
     # a service not yet as the kernel reports it (hostnames) is normalised, touched or not
-    named = ServiceState(service=a.service, reals=(replace_hostname(a.reals[0]),))
+    named = ServiceState(service=a.service, reals=(replace(a.reals[0], hostname="web-1"),))
     assert apply_to(DataPlaneState(services=(named,)), ()).services[0].reals[0].hostname == ""
-
-
-def replace_hostname(real):
-    from dataclasses import replace
-
-    return replace(real, hostname="web-1")
