@@ -18,7 +18,6 @@ change; its ownership record is temporary, so it never disturbs a real run.
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 from functools import partial
@@ -32,6 +31,7 @@ from kglb.pretty import render_operation
 
 from . import logs, sdnotify
 from .app import KglbHandle, run_kglb
+from .gc_policy import settle_gc
 from .config_file import read_config
 from .dataplane import MemoryDataPlane
 from .http import run_http_server
@@ -123,10 +123,7 @@ async def _run(args, config: Config, speaker) -> int:
                     stopped.set()
 
                 late.handle = await nursery.start(control_plane)
-                # What exists now (config, modules, the first states) lives for the
-                # whole run: keep it out of the collector's scans, which otherwise
-                # stall the event loop for tens of ms at 10k reals (measured).
-                gc.freeze()
+                settle_gc()  # no 50-100 ms full collections every few seconds (gc_policy)
                 nursery.start_soon(_notify_ready, late.handle)
                 await nursery.start(sdnotify.run_watchdog)
                 if args.watch_config:

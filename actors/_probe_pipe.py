@@ -5,10 +5,13 @@ here and is the cheapest encoding of the targets (frozen dataclasses).
 Frames are batches: one pickle per batch of commands or results.
 
 Commands (Prober → worker), a list of:
-  ("watch", id, target, interval, limiter_key, limiter_tokens)  (idempotent: replaces)
+  ("watch", id, target, interval, limiter_key, limiter_tokens, quiet_after)
+                                                   (idempotent: replaces)
   ("unwatch", id)                                               (unknown id: ignored)
-Reports (worker → Prober): (results, in_flight, missed), where results is a
-list of (id, passed, reason, latency).
+Reports (worker → Prober): (results, in_flight, missed, by_reason), by_reason
+the worker's checks so far per reason (cumulative), and results a
+list of (id, passed, reason, latency, folded): ProbeResults already folded
+by the worker (kglb.fold), ``folded`` the latencies of the earlier checks.
 """
 
 from __future__ import annotations

@@ -17,11 +17,12 @@ import math
 import socket
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass
 
 import trio
 
-from kglb import CheckResult
+from kglb import CheckResult, ProbeResult
 
 from . import _probe_pipe
 
@@ -38,6 +39,7 @@ class WorkerStatistics:
     targets: int
     in_flight: int
     missed: int
+    checks: int  # completed (as of the last report)
     restarts: int
 
 
@@ -51,7 +53,13 @@ class _Worker:
         self.in_flight = 0
         self.missed = 0  # reported by the current process
         self.missed_before = 0  # by the processes before it
+        self.by_reason: dict[str, int] = {}
+        self.by_reason_before: Counter[str] = Counter()  # per reason
         self.restarts = 0
+
+    def checks_done(self) -> tuple[int, Counter[str]]:
+        by_reason = self.by_reason_before + Counter(self.by_reason)
+        return sum(by_reason.values()), by_reason
 
     def statistics(self) -> WorkerStatistics:
         return WorkerStatistics(
@@ -60,6 +68,7 @@ class _Worker:
             targets=len(self.probes),
             in_flight=self.in_flight,
             missed=self.missed_before + self.missed,
+            checks=self.checks_done()[0],
             restarts=self.restarts,
         )
 
@@ -73,19 +82,22 @@ def _check_spec(check) -> str:
 
 def _watch_command(probe) -> tuple:
     limiter = probe.limiter
-    return ("watch", probe.id, probe.target, probe.interval, id(limiter), limiter.total_tokens)
+    return ("watch", probe.id, probe.target, probe.interval, id(limiter), limiter.total_tokens,
+            probe.quiet_after)
 
 
 class Shards:
     """The worker processes of one Prober (none when ``count`` is 0)."""
 
-    def __init__(self, prober, count: int, check, jitter: float, sources: dict) -> None:
+    def __init__(self, prober, count: int, check, jitter: float, sources: dict,
+                 fold_period: float) -> None:
         self._prober = prober
         self._workers = [_Worker(index) for index in range(count)]
         self._command = []
         if count:
             self._command = [sys.executable, "-m", "actors.probe_worker", _check_spec(check),
-                             "--jitter", str(jitter), "--workers", str(count)]
+                             "--jitter", str(jitter), "--workers", str(count),
+                             "--fold-period", str(fold_period)]
             for flag, family in (("--source-v4", socket.AF_INET), ("--source-v6", socket.AF_INET6)):
                 if sources.get(family):
                     self._command += [flag, sources[family]]
@@ -115,6 +127,9 @@ class Shards:
     def statistics(self) -> tuple[WorkerStatistics, ...]:
         return tuple(worker.statistics() for worker in self._workers)
 
+    def checks_done(self) -> list[tuple[int, Counter[str]]]:
+        return [worker.checks_done() for worker in self._workers]
+
     async def _supervise(self, worker: _Worker) -> None:
         backoff = _BACKOFF_FIRST
         while True:
@@ -142,6 +157,8 @@ class Shards:
             worker.in_flight = 0
             worker.missed_before += worker.missed
             worker.missed = 0
+            worker.by_reason_before.update(worker.by_reason)
+            worker.by_reason = {}
             with trio.CancelScope(shield=True):
                 process.kill()
                 await process.wait()
@@ -174,9 +191,12 @@ class Shards:
     async def _collect(self, worker: _Worker, stdout: trio.abc.ReceiveStream) -> None:
         reader = _probe_pipe.FrameReader(stdout)
         while (frame := await reader.receive()) is not None:
-            results, worker.in_flight, worker.missed = frame
-            for probe_id, passed, reason, latency in results:
+            results, worker.in_flight, worker.missed, worker.by_reason = frame
+            now = trio.current_time()
+            for probe_id, passed, reason, latency, folded in results:
                 probe = self._prober.probe_by_id(probe_id)
                 if probe is not None:  # else unwatched since
                     result = CheckResult(passed=passed, reason=reason, latency=latency)
-                    await self._prober.deliver(probe, result)
+                    message = ProbeResult(target=probe.target, result=result, at=now,
+                                          folded=folded)
+                    await self._prober.forward(probe, message)

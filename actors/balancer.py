@@ -199,10 +199,14 @@ class _Run:
         for target in [t for t in self.watches if t not in self.hosts_of]:
             self.watches.pop(target).cancel()
         interval = config.checker.interval_ms / 1000
+        # After max(rise, fall) equal results a real's health is settled: the
+        # prober may fold the ones that follow (kglb.fold).
+        quiet_after = max(config.checker.rise, config.checker.fall)
         for target in self.hosts_of:
             if target not in self.watches:
                 self.watches[target] = self.prober.watch(
-                    target, interval=interval, limiter=self.limiter, send=self.results_send)
+                    target, interval=interval, limiter=self.limiter, send=self.results_send,
+                    quiet_after=quiet_after)
 
     def target(self, address: str, port: int) -> ProbeTarget:
         mark = self.memory.fwmarks.get(address, 0)
@@ -239,10 +243,11 @@ class _Run:
             old = self.memory.records.get(key)
             if old is None:
                 continue
-            health = observe(old.health, result.result.passed, rise=checker.rise, fall=checker.fall)
+            health = observe(old.health, result.result.passed, rise=checker.rise,
+                             fall=checker.fall, repeats=result.checks)
             flipped = health.up != old.health.up
             tally = self.memory.checks.get(host) or CheckTally()
-            self.memory.checks[host] = tally.record(result.result, transitioned=flipped)
+            self.memory.checks[host] = tally.record(result, transitioned=flipped)
             if flipped:
                 log.info("real is up" if health.up else "real is down", real=host,
                          reason=result.result.reason)

@@ -33,9 +33,13 @@ __all__ = ["COALESCE", "SETTLE", "Expect", "GeneratorMemory", "run_generator"]
 log = structlog.get_logger()
 
 #: Minimum seconds between two generations: changes within it are gathered.
-COALESCE = 0.1
-#: Seconds a change after a quiet spell waits for the changes that came with it.
-SETTLE = 0.01
+#: A generation costs ~1-3 ms at 10k reals (only changed balancers are hashed
+#: and validated again, only changed services planned), so 50 a second at most
+#: is a fraction of a core, and a change that follows another waits < 20 ms.
+COALESCE = 0.02
+#: Seconds a change after a quiet spell waits for the changes that came with it
+#: (balancers woken by one batch of results publish within a few scheduling rounds).
+SETTLE = 0.002
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,7 +115,7 @@ async def _generate(send: trio.MemorySendChannel[DataPlaneState], memory: Genera
             return
         memory.ready = True
     states = [memory.states[i] for i in memory.order if i in memory.states]
-    generated = generate(states)
+    generated = generate(states, memory.generated)
     memory.generated = generated
     if generated.state is None:
         memory.invalid += 1

@@ -47,7 +47,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from kglb import BalancerState, CheckResult
+from kglb import BalancerState, ProbeResult
 
 __all__ = [
     "CONTENT_TYPE",
@@ -95,10 +95,17 @@ class Histogram:
     def empty(cls, bounds: tuple[float, ...]) -> Histogram:
         return cls(bounds=bounds, counts=_zeros(len(bounds) + 1))
 
-    def observe(self, value: float) -> Histogram:
-        i = bisect.bisect_left(self.bounds, value)
-        counts = self.counts[:i] + (self.counts[i] + 1,) + self.counts[i + 1:]
-        return Histogram(bounds=self.bounds, counts=counts, total=self.total + value)
+    def observe(self, *values: float) -> Histogram:
+        """The histogram with ``values`` added."""
+        if len(values) == 1:  # the common case, without a list
+            value = values[0]
+            i = bisect.bisect_left(self.bounds, value)
+            counts = self.counts[:i] + (self.counts[i] + 1,) + self.counts[i + 1:]
+            return Histogram(bounds=self.bounds, counts=counts, total=self.total + value)
+        counts = list(self.counts)
+        for value in values:
+            counts[bisect.bisect_left(self.bounds, value)] += 1
+        return Histogram(bounds=self.bounds, counts=tuple(counts), total=self.total + sum(values))
 
     @staticmethod
     def merge(histograms: list[Histogram]) -> Histogram:
@@ -128,12 +135,15 @@ class CheckTally:
     transitions: int = 0
     latency: Histogram = field(default_factory=lambda: Histogram.empty(LATENCY_BUCKETS))
 
-    def record(self, result: CheckResult, *, transitioned: bool = False) -> CheckTally:
+    def record(self, message: ProbeResult, *, transitioned: bool = False) -> CheckTally:
+        """Count every check ``message`` stands for (its folded ones too)."""
+        result = message.result
+        checks = message.checks
         return CheckTally(
-            passed=self.passed + result.passed,
-            failed=self.failed + (not result.passed),
+            passed=self.passed + (checks if result.passed else 0),
+            failed=self.failed + (0 if result.passed else checks),
             transitions=self.transitions + transitioned,
-            latency=self.latency.observe(result.latency),
+            latency=self.latency.observe(result.latency, *message.folded),
         )
 
 

@@ -17,6 +17,8 @@ import sys
 
 import trio
 
+from kglb.fold import FOLD_PERIOD
+
 from . import _probe_pipe
 from .probes import Prober
 
@@ -60,7 +62,7 @@ class _Tag:
 
     def send_nowait(self, message) -> None:
         r = message.result
-        self.outbox.results.append((self.probe_id, r.passed, r.reason, r.latency))
+        self.outbox.results.append((self.probe_id, r.passed, r.reason, r.latency, message.folded))
         self.outbox.ready.set()
 
     async def send(self, message) -> None:
@@ -81,7 +83,7 @@ class _Worker:
             if watch is not None:
                 watch.cancel()
             return
-        _, probe_id, target, interval, limiter_key, tokens = command
+        _, probe_id, target, interval, limiter_key, tokens, quiet_after = command
         share = max(1, math.ceil(tokens / self.shares))
         limiter = self.limiters.get(limiter_key)
         if limiter is None:
@@ -91,7 +93,8 @@ class _Worker:
         old = self.watches.get(probe_id)
         # The new watch first: the probe keeps running, with the new interval.
         self.watches[probe_id] = self.prober.watch(
-            target, interval=interval, limiter=limiter, send=_Tag(self.outbox, probe_id)
+            target, interval=interval, limiter=limiter, send=_Tag(self.outbox, probe_id),
+            quiet_after=quiet_after,
         )
         if old is not None:
             old.cancel()
@@ -110,15 +113,17 @@ async def _write_reports(worker: _Worker, stdout: trio.abc.SendStream) -> None:
             await worker.outbox.ready.wait()
             await trio.sleep(_GATHER)
         in_flight, missed = worker.prober.counters()
-        frame = (worker.outbox.take(), in_flight, missed)
+        # Counted here, as checked: the folded results reach the Prober later.
+        frame = (worker.outbox.take(), in_flight, missed, worker.prober.checks_done()[1])
         await stdout.send_all(_probe_pipe.encode(frame))
 
 
-async def serve(check, *, jitter: float, shares: int, sources: dict) -> None:
+async def serve(check, *, jitter: float, shares: int, sources: dict, fold_period: float) -> None:
     stdin = trio.lowlevel.FdStream(os.dup(0))
     stdout = trio.lowlevel.FdStream(os.dup(1))
     os.dup2(2, 1)  # a stray print must not corrupt the pipe
-    prober = Prober(check=check, jitter=jitter, **sources)  # lean: tcp/http off trio tasks
+    # lean: tcp/http off trio tasks; results are folded here, before the pipe
+    prober = Prober(check=check, jitter=jitter, fold_period=fold_period, **sources)
     worker = _Worker(prober, shares, _Outbox())
     async with trio.open_nursery() as nursery:
         await nursery.start(prober.run)
@@ -132,13 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("check", help="MODULE:FUNCTION, the check function")
     parser.add_argument("--jitter", type=float, default=0.1)
     parser.add_argument("--workers", type=int, default=1, help="how many workers share limits")
+    parser.add_argument("--fold-period", type=float, default=FOLD_PERIOD)
     parser.add_argument("--source-v4")
     parser.add_argument("--source-v6")
     args = parser.parse_args(argv)
     sources = {"source_v4": args.source_v4, "source_v6": args.source_v6}
     try:
         trio.run(lambda: serve(_load(args.check), jitter=args.jitter, shares=args.workers,
-                               sources=sources))
+                               sources=sources, fold_period=args.fold_period))
     except KeyboardInterrupt:
         return 130
     return 0

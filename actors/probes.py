@@ -23,6 +23,15 @@ each ``receive()``: every ``receive()`` costs a whole trio scheduling round,
 and with thousands of probe tasks runnable a one-at-a-time consumer falls
 behind (measured: 30 results/s consumed of 3000/s produced).
 
+A watcher may pass ``quiet_after`` (a balancer: ``max(rise, fall)``): once
+that many results in a row agree, its target's further equal results are
+folded (:mod:`kglb.fold`), delivered together at most every
+``kglb.fold.FOLD_PERIOD`` seconds as one ProbeResult whose ``folded`` holds
+their latencies. A change of outcome goes out at once. At 10k reals this
+turns 10k deliveries per second into about 1k (``python -m benchmarks e2e``).
+A target is folded only if every watcher asked for it, after the largest
+``quiet_after`` of them; a new watcher gets its next ``quiet_after`` results.
+
 With ``workers=N`` the probe tasks run in N worker processes instead
 (:mod:`actors._probe_shards`): the watchers, delivery and statistics stay
 here, the checks run there. Use it above about ``SHARD_THRESHOLD`` checks per
@@ -51,6 +60,7 @@ from dataclasses import dataclass
 import trio
 
 from kglb import CheckResult, ProbeResult, ProbeTarget
+from kglb.fold import FOLD_PERIOD, Fold
 
 from . import _probe_shards
 from ._lean_engine import LeanEngine
@@ -91,14 +101,15 @@ class ProberStatistics:
 class Watch:
     """One watcher's subscription to a target's results. ``cancel()`` ends it."""
 
-    __slots__ = ("_prober", "active", "interval", "limiter", "send", "target")
+    __slots__ = ("_prober", "active", "interval", "limiter", "quiet_after", "send", "target")
 
-    def __init__(self, prober, target, interval, limiter, send) -> None:
+    def __init__(self, prober, target, interval, limiter, send, quiet_after=0) -> None:
         self._prober = prober
         self.target = target
         self.interval = interval
         self.limiter = limiter
         self.send = send
+        self.quiet_after = quiet_after
         self.active = True
 
     def cancel(self) -> None:
@@ -115,7 +126,7 @@ class Watch:
 class Probe:
     """The shared state of one target's probe: its watchers and its task's scope."""
 
-    __slots__ = ("id", "last", "lean", "scope", "shard", "target", "watchers")
+    __slots__ = ("fold", "id", "last", "lean", "scope", "shard", "target", "watchers")
 
     def __init__(self, target: ProbeTarget, id: int) -> None:
         self.target = target
@@ -125,6 +136,7 @@ class Probe:
         self.scope = trio.CancelScope()
         self.shard = None
         self.lean = False  # run by the Prober's LeanEngine, not a probe task
+        self.fold: Fold | None = None  # None: sharded (its worker folds)
 
     @property
     def interval(self) -> float:
@@ -137,6 +149,17 @@ class Probe:
     def limiter(self) -> trio.CapacityLimiter:
         return self.watchers[0].limiter
 
+    @property
+    def quiet_after(self) -> int:
+        """Fold after this many equal results: every watcher must allow it (0: never)."""
+        quiet = [watch.quiet_after for watch in self.watchers]
+        return 0 if 0 in quiet else max(quiet, default=0)
+
+    def refold(self) -> None:
+        """The watchers changed: fold by their rule, and let the next results through."""
+        if self.fold is not None:
+            self.fold.restart(self.quiet_after)
+
 
 class Prober:
     """Runs the probes of every watched target; see the module docstring.
@@ -147,6 +170,7 @@ class Prober:
     source addresses of tunnelled checks (None: the address the kernel uses
     to reach the real). ``lean`` runs tcp and plain-http checks on the lean
     engine (only with the stock ``run_check``; see the module docstring).
+    ``fold_period`` is the longest a folded result waits (:mod:`kglb.fold`).
     """
 
     def __init__(
@@ -157,9 +181,12 @@ class Prober:
         source_v4: str | None = None,
         source_v6: str | None = None,
         lean: bool = True,
+        fold_period: float = FOLD_PERIOD,
     ) -> None:
         if not 0 <= jitter < 1:
             raise ValueError("jitter must be in [0, 1)")
+        if fold_period < 0:
+            raise ValueError("fold_period must be >= 0")
         if workers < 0:
             raise ValueError("workers must be >= 0")
         self._check = check
@@ -173,7 +200,9 @@ class Prober:
         self._by_reason: Counter[str] = Counter()
         self._in_flight = 0
         self._missed = 0
-        self._shards = _probe_shards.Shards(self, workers, check, jitter, self._sources)
+        self._fold_period = fold_period
+        self._shards = _probe_shards.Shards(self, workers, check, jitter, self._sources,
+                                            fold_period)
         self._lean = None
         if lean and check is run_check and not workers:
             self._lean = LeanEngine(self._lean_result, jitter=jitter)
@@ -198,18 +227,22 @@ class Prober:
         interval: float,
         limiter: trio.CapacityLimiter,
         send: trio.MemorySendChannel[ProbeResult],
+        quiet_after: int = 0,
     ) -> Watch:
         """Deliver ``target``'s results to ``send`` until the returned Watch is cancelled.
 
         ``send`` is a MemorySendChannel (anything with ``send_nowait`` and
         ``send``); ``limiter`` bounds the checks in flight of this watcher's
-        balancer. Never blocks. Raises RuntimeError when the prober is not running.
+        balancer; ``quiet_after`` > 0 allows folding (see the module docstring).
+        Never blocks. Raises RuntimeError when the prober is not running.
         """
         if self._nursery is None:
             raise RuntimeError("the prober is not running")
         if interval <= 0:
             raise ValueError("interval must be > 0")
-        watch = Watch(self, target, interval, limiter, send)
+        if quiet_after < 0:
+            raise ValueError("quiet_after must be >= 0")
+        watch = Watch(self, target, interval, limiter, send, quiet_after)
         probe = self._probes.get(target)
         if probe is None:
             probe = self._probes[target] = Probe(target, self._next_id)
@@ -218,13 +251,16 @@ class Prober:
             probe.watchers.append(watch)
             if self._shards:
                 self._shards.assign(probe)
-            elif self._lean is not None and self._lean.accepts(target):
+                return watch
+            probe.fold = Fold(quiet_after, period=self._fold_period)
+            if self._lean is not None and self._lean.accepts(target):
                 probe.lean = True
                 self._lean.add(probe)
             else:
                 self._nursery.start_soon(self._probe, probe)
         else:
             probe.watchers.append(watch)
+            probe.refold()
             self._shards.update(probe)
         return watch
 
@@ -234,6 +270,7 @@ class Prober:
             return
         probe.watchers.remove(watch)
         if probe.watchers:
+            probe.refold()
             self._shards.update(probe)
             return
         # Forget the probe now, so a new watch of this target starts a fresh one.
@@ -246,9 +283,10 @@ class Prober:
 
     def statistics(self) -> ProberStatistics:
         shards = self._shards.statistics()
+        checks, by_reason = self.checks_done()
         return ProberStatistics(
-            checks=self._checks,
-            by_reason=types.MappingProxyType(dict(self._by_reason)),
+            checks=checks,
+            by_reason=types.MappingProxyType(by_reason),
             in_flight=self.counters()[0] + sum(shard.in_flight for shard in shards),
             targets=len(self._probes),
             watches=sum(len(probe.watchers) for probe in self._probes.values()),
@@ -258,6 +296,16 @@ class Prober:
             ),
             workers=shards,
         )
+
+    def checks_done(self) -> tuple[int, dict[str, int]]:
+        """Checks completed, in all and per reason, counted where they ran (workers
+        included, as of their last report): folded results are counted before
+        they are delivered."""
+        checks, by_reason = self._checks, Counter(self._by_reason)
+        for worker_checks, worker_by_reason in self._shards.checks_done():
+            checks += worker_checks
+            by_reason.update(worker_by_reason)
+        return checks, dict(by_reason)
 
     def counters(self) -> tuple[int, int]:
         """(in flight, missed) of the in-process probes, cheaply (for worker reports)."""
@@ -301,43 +349,57 @@ class Prober:
                 due += interval * (1 + random.uniform(-spread, spread))
                 spread = self._jitter
 
-    def _record(self, probe: Probe, result: CheckResult, at: float) -> ProbeResult:
+    def _outgoing(self, probe: Probe, result: CheckResult, at: float) -> tuple[ProbeResult, ...]:
+        """Record one check of an in-process probe; the messages its watchers get now."""
         message = ProbeResult(target=probe.target, result=result, at=at)
         self._checks += 1
         self._by_reason[result.reason] += 1
         probe.last = message
-        return message
+        return probe.fold.add(message)
 
     def _lean_result(self, probe: Probe, result: CheckResult, at: float) -> bool:
         """Deliver a lean check's result without blocking; False: the probe waits
         until the watchers whose buffers were full have taken it."""
-        message = self._record(probe, result, at)
-        full = []
-        for watch in tuple(probe.watchers):
-            if not watch.active:
-                continue
-            try:
-                watch.send.send_nowait(message)
-            except trio.WouldBlock:
-                full.append(watch)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                watch.cancel()
-        if full and self._nursery is not None:  # None: shutting down, nothing to wait for
-            self._nursery.start_soon(self._send_late, probe, message, full)
-        return not full
-
-    async def _send_late(self, probe: Probe, message: ProbeResult, watches: list[Watch]) -> None:
-        for watch in watches:
-            if watch.active:
+        late: dict[Watch, list[ProbeResult]] = {}
+        for message in self._outgoing(probe, result, at):
+            for watch in tuple(probe.watchers):
+                if not watch.active:
+                    continue
+                if watch in late:  # keep each watcher's results in order
+                    late[watch].append(message)
+                    continue
                 try:
-                    await watch.send.send(message)
+                    watch.send.send_nowait(message)
+                except trio.WouldBlock:
+                    late[watch] = [message]
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     watch.cancel()
+        if late and self._nursery is not None:  # None: shutting down, nothing to wait for
+            self._nursery.start_soon(self._send_late, probe, late)
+        return not late
+
+    async def _send_late(self, probe: Probe, late: dict[Watch, list[ProbeResult]]) -> None:
+        for watch, messages in late.items():
+            for message in messages:
+                if watch.active:
+                    try:
+                        await watch.send.send(message)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        watch.cancel()
         self._lean.resume(probe)
 
     async def deliver(self, probe: Probe, result: CheckResult) -> None:
-        """Record one check of ``probe`` and send it to its watchers."""
-        message = self._record(probe, result, trio.current_time())
+        """Record one check of an in-process ``probe`` and send it to its watchers."""
+        for message in self._outgoing(probe, result, trio.current_time()):
+            await self._send(probe, message)
+
+    async def forward(self, probe: Probe, message: ProbeResult) -> None:
+        """Send a sharded ``probe``'s result (folded and counted by its worker)."""
+        probe.last = message
+        await self._send(probe, message)
+
+    @staticmethod
+    async def _send(probe: Probe, message: ProbeResult) -> None:
         for watch in tuple(probe.watchers):
             if not watch.active:
                 continue

@@ -144,6 +144,8 @@ class Writer:
         self._on_apply = on_apply
         self._kernel: DataPlaneState | None = None  # None: unknown, re-read before planning
         self._desired: DataPlaneState | None = None
+        # (model, desired): the model is apply_to of the plan towards that desired state.
+        self._synced: tuple[DataPlaneState, DataPlaneState] | None = None
         self._owned = Owned()
         self._saved: Owned | None = None
         self._operations: Counter[str] = Counter()
@@ -187,9 +189,15 @@ class Writer:
         log.info("writer started", services=len(state.services),
                  owned=len(self._owned.services), foreign=len(self._stats.foreign_services))
         task_status.started()
-        now = trio.current_time()
-        next_resync = now + self._resync_interval
-        next_counters = now
+        async with trio.open_nursery() as nursery:
+            # Counters are statistics: read beside the applying, never in its way.
+            nursery.start_soon(self._counters_loop)
+            await self._apply_loop(receive_states)
+            nursery.cancel_scope.cancel()
+        await self._shutdown()
+
+    async def _apply_loop(self, receive_states: trio.MemoryReceiveChannel[DataPlaneState]) -> None:
+        next_resync = trio.current_time() + self._resync_interval
         # A run after a crash owes the kernel the newest state received so far
         # (or a newer one already queued): the generator will not send it again.
         owed = self._desired
@@ -197,7 +205,7 @@ class Writer:
             desired, closed = owed, False
             owed = None
             if desired is None:
-                with trio.move_on_at(min(next_resync, next_counters)):
+                with trio.move_on_at(next_resync):
                     try:
                         desired = await receive_states.receive()
                     except trio.EndOfChannel:
@@ -207,15 +215,10 @@ class Writer:
                 self._desired = desired  # before any checkpoint: a crash loses nothing
                 await self._converge(desired)
             if closed:
-                break
-            now = trio.current_time()
-            if now >= next_counters:
-                await self._read_counters()
-                next_counters = now + self._counters_interval
-            if now >= next_resync:
+                return
+            if trio.current_time() >= next_resync:
                 await self._resync()
                 next_resync = trio.current_time() + self._resync_interval
-        await self._shutdown()
 
     # ----------------------------------------------------------------- applying
 
@@ -229,7 +232,10 @@ class Writer:
             if self._kernel is None and not await self._reread(desired, None):
                 continue
             before = self._kernel
-            ops = plan(before, desired, self._owned)
+            # The model is our own apply_to of that state, not a read: what did
+            # not change since needs no second look.
+            synced = self._synced[1] if self._synced and self._synced[0] is before else None
+            ops = plan(before, desired, self._owned, synced=synced)
             if resync and attempt == 0 and ops and was_available:
                 self._update(drift_repairs=self._stats.drift_repairs + 1)
                 log.warning("kernel drifted, repairing", operations=len(ops))
@@ -238,6 +244,7 @@ class Writer:
                 await self._reread(desired, before)
                 continue
             self._kernel = apply_to(before, ops)
+            self._synced = (self._kernel, desired)
             self._set_owned(owned_after(self._owned, before, desired, self._kernel))
             self._update(manager_state="available", applied=desired,
                          applied_at=trio.current_time(), applied_wall=time.time(),
@@ -326,14 +333,17 @@ class Writer:
         else:
             await self._converge(self._desired, resync=True)
 
-    async def _read_counters(self) -> None:
-        try:
-            counters = await self._dataplane.counters()
-        except OSError as e:
-            log.warning("cannot read IPVS counters", error=str(e))
-            return
-        self._update(counters=MappingProxyType(counters), counters_at=trio.current_time(),
-                     session_established=self._speaker.session_established())
+    async def _counters_loop(self) -> None:
+        while True:
+            try:
+                counters = await self._dataplane.counters()
+            except OSError as e:
+                log.warning("cannot read IPVS counters", error=str(e))
+            else:
+                self._update(counters=MappingProxyType(counters),
+                             counters_at=trio.current_time(),
+                             session_established=self._speaker.session_established())
+            await trio.sleep(self._counters_interval)
 
     # ----------------------------------------------------------------- shutdown
 

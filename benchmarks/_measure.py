@@ -14,6 +14,7 @@ reflecting it: the newest result of that real agreeing with the change.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -115,6 +116,70 @@ class LoopLag:
         self.samples = []
 
 
+class Stalls(trio.abc.Instrument):
+    """What held the loop: garbage-collector pauses and the longest task steps.
+
+    A trio instrument (every task step is timed) plus a ``gc.callbacks`` hook,
+    on in both phases. ``reset()`` starts the window; ``summary()`` reports it.
+    """
+
+    def __init__(self, longest: int = 3) -> None:
+        self._longest = longest
+        self._step_start = 0.0
+        self._gc_start = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.gc_pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}  # by generation
+        self.steps: list[tuple[float, str, str]] = []  # the longest (seconds, task, where)
+
+    def install(self) -> None:
+        trio.lowlevel.add_instrument(self)
+        gc.callbacks.append(self._gc)
+
+    def uninstall(self) -> None:
+        trio.lowlevel.remove_instrument(self)
+        gc.callbacks.remove(self._gc)
+
+    def before_task_step(self, task) -> None:
+        self._step_start = time.perf_counter()
+
+    def after_task_step(self, task) -> None:
+        if not self._step_start:  # installed in the middle of this step
+            return
+        took = time.perf_counter() - self._step_start
+        if len(self.steps) < self._longest or took > self.steps[-1][0]:
+            step = (took, task.name, _suspended_at(task))
+            self.steps = sorted([*self.steps, step], reverse=True)[: self._longest]
+
+    def _gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        elif self._gc_start:
+            self.gc_pauses[info["generation"]].append(time.perf_counter() - self._gc_start)
+
+    def summary(self) -> dict:
+        return {
+            "gc": {f"gen{g}": {"count": len(p), "max_ms": round(max(p) * 1000, 1) if p else None}
+                   for g, p in self.gc_pauses.items()},
+            "longest_steps": [{"ms": round(took * 1000, 1), "task": name, "then_at": where}
+                              for took, name, where in self.steps],
+        }
+
+
+def _suspended_at(task) -> str:
+    """Where ``task`` waits now (the innermost await): the end of the step just timed."""
+    coro, where = task.coro, "?"
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        if "/trio/" not in frame.f_code.co_filename:  # trio's own awaits say little
+            where = f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno}"
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return where
+
+
 class Recorder:
     """Check results and data-plane changes of one phase, and the latencies between them.
 
@@ -123,8 +188,11 @@ class Recorder:
     """
 
     def __init__(self) -> None:
-        self.checks = 0
+        self.checks = 0  # delivered
         self.failed_checks = 0
+        # Where checks are counted as they complete, when delivery lags (kglb-trio's
+        # Prober folds steady results): () -> (checks, {reason: checks}).
+        self.checks_source: Callable[[], tuple[int, dict[str, int]]] | None = None
         self.period = "bringup"
         self._last_pass: dict[str, float] = {}
         self._last_fail: dict[str, float] = {}
@@ -143,17 +211,25 @@ class Recorder:
 
     # ---------------------------------------------------------------- check side
 
-    def result(self, address: str, passed: bool) -> None:
+    def result(self, address: str, passed: bool, checks: int = 1) -> None:
         now = time.monotonic()
-        self.checks += 1
+        self.checks += checks
         if passed:
             self._last_pass[address] = now
         else:
-            self.failed_checks += 1
+            self.failed_checks += checks
             self._last_fail[address] = now
 
+    def checks_done(self) -> tuple[int, int]:
+        """(checks, failed checks) completed so far."""
+        if self.checks_source is None:
+            return self.checks, self.failed_checks
+        checks, by_reason = self.checks_source()
+        return checks, checks - by_reason.get("ok", 0)
+
     def delivered(self, message: ProbeResult) -> None:
-        self.result(message.target.address, message.result.passed)
+        """A result as the prober delivers it, standing for ``message.checks`` checks."""
+        self.result(message.target.address, message.result.passed, message.checks)
 
     # ---------------------------------------------------------------- data plane side
 

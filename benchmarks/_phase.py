@@ -12,7 +12,6 @@ The result is a JSON-able dict.
 from __future__ import annotations
 
 import contextlib
-import gc
 import itertools
 import os
 import sys
@@ -25,10 +24,11 @@ from typing import TextIO
 
 import trio
 
+from actors.gc_policy import settle_gc
 from kglb import DeleteService, Operation
 
 from ._config import REAL_PORT, build_config, config_json
-from ._measure import LoopLag, Recorder, cpu_seconds, rss_bytes, summary_ms
+from ._measure import LoopLag, Recorder, Stalls, cpu_seconds, rss_bytes, summary_ms
 from ._reals import ControlClient
 
 
@@ -103,9 +103,10 @@ class RecordingProber:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await self._inner.run(task_status=task_status)
 
-    def watch(self, target, *, interval, limiter, send):
+    def watch(self, target, *, interval, limiter, send, quiet_after=0):
         return self._inner.watch(target, interval=interval, limiter=limiter,
-                                 send=_RecordingSend(send, self._recorder))
+                                 send=_RecordingSend(send, self._recorder),
+                                 quiet_after=quiet_after)
 
     def statistics(self):
         return self._inner.statistics()
@@ -199,12 +200,12 @@ class _Flips:
 
 
 async def _progress(spec: PhaseSpec, recorder: Recorder, lag: LoopLag, flips: _Flips, t0: float) -> None:
-    checks0, last = recorder.checks, time.monotonic()
+    checks0, last = recorder.checks_done()[0], time.monotonic()
     while True:
         await trio.sleep(1)
-        now = time.monotonic()
-        rate = (recorder.checks - checks0) / (now - last)
-        checks0, last = recorder.checks, now
+        now, checks = time.monotonic(), recorder.checks_done()[0]
+        rate = (checks - checks0) / (now - last)
+        checks0, last = checks, now
         lag99 = summary_ms(lag.samples)["p99_ms"]
         sys.stderr.write(
             f"\r[{spec.system} N={len(spec.reals)}] {now - t0:5.1f}/{spec.duration:.0f} s  "
@@ -231,7 +232,9 @@ def _system(spec: PhaseSpec, log: TextIO | None):
     tuning = {} if spec.coalesce is None else {"coalesce": spec.coalesce}
 
     async def start_kglb(config, dataplane, recorder, *, task_status=trio.TASK_STATUS_IGNORED):
-        prober = RecordingProber(Prober(workers=spec.probe_workers), recorder)
+        inner = Prober(workers=spec.probe_workers)
+        recorder.checks_source = inner.checks_done
+        prober = RecordingProber(inner, recorder)
         await run_kglb(config, dataplane=dataplane, prober=prober, task_status=task_status, **tuning)
 
     return start_kglb
@@ -298,6 +301,7 @@ async def _run_phase(spec: PhaseSpec, system) -> dict:
     recorder = Recorder()
     dataplane = TimedDataPlane(dataplane_type(), recorder)
     lag = LoopLag()
+    stalls = Stalls()
     control = await ControlClient.connect(spec.control)
     for address in spec.flip_pool:  # an earlier phase may have ended mid-flip
         await control.set_health(address, True)
@@ -305,12 +309,14 @@ async def _run_phase(spec: PhaseSpec, system) -> dict:
     out: dict | None = None
     async with trio.open_nursery() as nursery:
         await nursery.start(lag.run)
+        stalls.install()
         try:
             async with trio.open_nursery() as under_test:
                 t0 = time.monotonic()
                 handle = await under_test.start(system, config, dataplane, recorder)
-                gc.freeze()  # as `kglb-trio` does once started (actors/_cmd_run.py)
-                out = await _measure(spec, handle, recorder, lag, flips, nursery, t0, rss_start)
+                settle_gc()  # as `kglb-trio` does once started (actors/_cmd_run.py)
+                out = await _measure(spec, handle, recorder, lag, stalls, flips, nursery, t0,
+                                     rss_start)
                 if spec.system == "kglb":
                     handle.shutdown()  # graceful: it removes what it created (IPVS: no leftovers)
                     under_test.cancel_scope.deadline = trio.current_time() + 30
@@ -351,8 +357,8 @@ def describe_error(exc: BaseException) -> str:
     return "; ".join(f"{key} (x{count})" for key, count in ranked)
 
 
-async def _measure(spec: PhaseSpec, handle, recorder: Recorder, lag: LoopLag, flips: _Flips,
-                   nursery: trio.Nursery, t0: float, rss_start: int) -> dict:
+async def _measure(spec: PhaseSpec, handle, recorder: Recorder, lag: LoopLag, stalls: Stalls,
+                   flips: _Flips, nursery: trio.Nursery, t0: float, rss_start: int) -> dict:
     n = len(spec.reals)
     out: dict = {"system": spec.system, "reals": n}
     bringup_limit = (spec.rise + 5) * spec.interval + n / 500
@@ -365,18 +371,20 @@ async def _measure(spec: PhaseSpec, handle, recorder: Recorder, lag: LoopLag, fl
                          f"after {bringup_limit:.0f} s; measuring anyway\n")
     recorder.period = "steady"
     lag.reset()
-    checks0, failed0, cpu0, w0 = recorder.checks, recorder.failed_checks, cpu_seconds(), time.monotonic()
+    stalls.reset()
+    (checks0, failed0), cpu0, w0 = recorder.checks_done(), cpu_seconds(), time.monotonic()
     if spec.progress:
         nursery.start_soon(_progress, spec, recorder, lag, flips, w0)
     nursery.start_soon(flips.run, w0 + spec.duration)
     await trio.sleep(spec.duration)
     window = time.monotonic() - w0
     cpu = cpu_seconds() - cpu0
-    checks = recorder.checks - checks0
+    checks, failed = recorder.checks_done()
+    checks -= checks0
     out.update(
         window_seconds=round(window, 3),
         checks=checks,
-        failed_checks=recorder.failed_checks - failed0,
+        failed_checks=failed - failed0,
         checks_per_second=round(checks / window, 1),
         scheduled_per_second=round(n / spec.interval, 1),
         cpu_seconds=round(cpu, 3),
@@ -386,6 +394,7 @@ async def _measure(spec: PhaseSpec, handle, recorder: Recorder, lag: LoopLag, fl
         rss_bytes=(rss := rss_bytes()),
         rss_per_real_bytes=round((rss - rss_start) / n, 1),
         loop_lag=summary_ms(lag.samples),
+        stalls=stalls.summary(),
     )
     with trio.move_on_after(flips.patience * 2):
         await _poll(lambda: not flips.busy)  # let the last flips land

@@ -78,6 +78,23 @@ def _ratio(a, b) -> str:
     return f"{a / b:.2f}x"
 
 
+def _gc(stalls: dict | None) -> str:
+    """Full (gen 2) and young (gen 0+1) collections in the window: count (max ms)."""
+    if not stalls:
+        return "-"
+    gc = stalls["gc"]
+    young = [gc[g] for g in ("gen0", "gen1")]
+    young_max = max((y["max_ms"] or 0 for y in young), default=0)
+    full = gc["gen2"]
+    return (f"{full['count']} ({full['max_ms'] or 0:.0f}) / "
+            f"{sum(y['count'] for y in young)} ({young_max:.0f})")
+
+
+def _step(stalls: dict | None) -> str:
+    steps = (stalls or {}).get("longest_steps")
+    return f"{steps[0]['ms']:.1f}" if steps else "-"
+
+
 def _lat(d: dict | None) -> str:
     if not d or not d.get("n"):
         return "-"
@@ -102,6 +119,8 @@ def table(run: dict) -> str:
          _ratio(k.get("rss_per_real_bytes"), b.get("rss_per_real_bytes"))),
         ("loop lag ms p50/p99/max", _lat(k.get("loop_lag")), _lat(b.get("loop_lag")),
          _ratio(_get(k, "loop_lag", "p99_ms"), _get(b, "loop_lag", "p99_ms"))),
+        ("GC pauses: full / young, max ms", _gc(k.get("stalls")), _gc(b.get("stalls")), ""),
+        ("longest task step ms", _step(k.get("stalls")), _step(b.get("stalls")), ""),
         ("flip -> data plane, down ms", _lat(k.get("flip_latency_down")),
          _lat(b.get("flip_latency_down")),
          _ratio(_get(k, "flip_latency_down", "p99_ms"), _get(b, "flip_latency_down", "p99_ms"))),

@@ -28,6 +28,8 @@ from kglb import (
     CheckResult,
     DataPlaneState,
     Health,
+    ProbeResult,
+    ProbeTarget,
     Real,
     RealKey,
     RealStatus,
@@ -35,6 +37,9 @@ from kglb import (
     ServiceKey,
     ServiceState,
 )
+from kglb.config import TcpCheck
+
+_TARGET = ProbeTarget(address="10.100.0.1", port=80, check=TcpCheck())
 
 
 def big_snapshot(n_reals: int) -> KglbStatistics:
@@ -42,7 +47,8 @@ def big_snapshot(n_reals: int) -> KglbStatistics:
     per = 100
     tally = CheckTally()
     for latency in (0.001, 0.002, 0.05):
-        tally = tally.record(CheckResult(passed=True, latency=latency))
+        tally = tally.record(ProbeResult(target=_TARGET, at=0.0,
+                                         result=CheckResult(passed=True, latency=latency)))
     for b in range(max(1, n_reals // per)):
         key = ServiceKey.tcp(f"10.{b // 250}.{b % 250}.1", 80)
         reals, statuses = [], []

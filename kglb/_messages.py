@@ -44,9 +44,22 @@ class ProbeTarget:
 
 @_frozen
 class ProbeResult:
+    """One check of ``target``, or the newest of a folded run of equal checks.
+
+    ``folded`` holds the latencies of the earlier checks this message stands
+    for, oldest first: each had the same ``passed`` and ``reason`` as
+    ``result`` and was not delivered on its own (:mod:`kglb.fold`).
+    """
+
     target: ProbeTarget
     result: CheckResult
-    at: float  # trio.current_time() when the check finished
+    at: float  # trio.current_time() when the (newest) check finished
+    folded: tuple[float, ...] = ()
+
+    @property
+    def checks(self) -> int:
+        """How many checks this message stands for."""
+        return 1 + len(self.folded)
 
 
 @_frozen

@@ -15,6 +15,11 @@ config order:
   without a route has no say (decisions.md row 9);
 * the per-setup state hash, compatible with kglb's ``state_hash`` gauge;
 * validation: a state kglb would refuse is reported as problems, not sent.
+
+Given the previous :class:`Generated`, a generation reuses the state hash
+and the validation of every BalancerState that is the very same object as
+last time: a real's flip changes one balancer, and hashing and validating
+the other 9,500 reals of a 10k-real state again cost ~4 ms of the ~5.
 """
 
 from __future__ import annotations
@@ -48,6 +53,24 @@ class Generated:
     problems: tuple[str, ...] = ()
     announce: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
     hashes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    parts: Mapping[str, _Part] = field(default_factory=lambda: MappingProxyType({}), repr=False,
+                                       compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """What one BalancerState contributes that is costly to compute again."""
+
+    state: BalancerState
+    hash_term: int  # its share of its setup's state hash
+    problems: tuple[tuple[str, ...], ...]  # validation problems, per service
+
+    @classmethod
+    def of(cls, state: BalancerState, previous: _Part | None) -> _Part:
+        if previous is not None and previous.state is state:
+            return previous
+        return cls(state, _hash_term(state),
+                   tuple(tuple(validate_services((s,))) for s in state.services))
 
 
 @functools.lru_cache(maxsize=1 << 17)
@@ -72,17 +95,24 @@ def state_hashes(states: Iterable[BalancerState]) -> dict[str, int]:
     Only main services count (fwmark services are left out), as in kglb, so a
     fleet mixing kglb and kglb-trio of one setup compares equal.
     """
+    return _setup_hashes((state, _hash_term(state)) for state in states)
+
+
+def _setup_hashes(terms: Iterable[tuple[BalancerState, int]]) -> dict[str, int]:
     hashes: dict[str, int] = {}
-    for state in states:
-        total = hashes.get(state.setup_name, 0)
-        for service in state.services:
-            if service.key.fwmark:
-                continue
-            for real in service.reals:
-                text = f"{real.hostname}{service.name}_{real.weight}"
-                total = (total + _real_hash(text)) & _U64
-        hashes[state.setup_name] = total
+    for state, term in terms:
+        hashes[state.setup_name] = (hashes.get(state.setup_name, 0) + term) & _U64
     return hashes
+
+
+def _hash_term(state: BalancerState) -> int:
+    total = 0
+    for service in state.services:
+        if service.key.fwmark:
+            continue
+        for real in service.reals:
+            total += _real_hash(f"{real.hostname}{service.name}_{real.weight}")
+    return total & _U64
 
 
 def announceable(state: BalancerState) -> bool:
@@ -106,9 +136,14 @@ def select_routes(allowed: Iterable[Route], prohibited: Iterable[Route]) -> tupl
     return tuple(chosen.values())
 
 
-def generate(states: Iterable[BalancerState]) -> Generated:
-    """Merge the balancers' states (in config order) into one desired state."""
+def generate(states: Iterable[BalancerState], previous: Generated | None = None) -> Generated:
+    """Merge the balancers' states (in config order) into one desired state.
+
+    ``previous`` (the last generation) only saves work: the result is the same.
+    """
     states = tuple(states)
+    reuse = previous.parts if previous is not None else {}
+    parts = {state.identity: _Part.of(state, reuse.get(state.identity)) for state in states}
     services: list[ServiceState] = []
     seen_keys: dict[ServiceKey, str] = {}
     addresses: dict[str, LinkAddress] = {}
@@ -118,7 +153,8 @@ def generate(states: Iterable[BalancerState]) -> Generated:
     problems: list[str] = []
 
     for state in states:
-        for service in state.services:
+        service_problems = parts[state.identity].problems
+        for service, found in zip(state.services, service_problems):
             if service.key in seen_keys:
                 if not service.key.fwmark:
                     problems.append(f"{state.identity}: service {service.key} is also in "
@@ -126,6 +162,7 @@ def generate(states: Iterable[BalancerState]) -> Generated:
                 continue
             seen_keys[service.key] = state.identity
             services.append(service)
+            problems.extend(found)
         if state.link_address is not None:
             address = state.link_address
             other = addresses.setdefault(address.address, address)
@@ -137,17 +174,18 @@ def generate(states: Iterable[BalancerState]) -> Generated:
             announce[state.identity] = ok
             (allowed if ok else prohibited).append(state.route)
 
-    problems.extend(validate_services(services))
-    hashes = MappingProxyType(state_hashes(states))
+    hashes = MappingProxyType(_setup_hashes((s, parts[s.identity].hash_term) for s in states))
     decisions = MappingProxyType(announce)
+    kept = MappingProxyType(parts)
     if problems:
-        return Generated(state=None, problems=tuple(problems), announce=decisions, hashes=hashes)
+        return Generated(state=None, problems=tuple(problems), announce=decisions, hashes=hashes,
+                         parts=kept)
     desired = DataPlaneState(
         services=tuple(services),
         addresses=tuple(addresses.values()),
         routes=select_routes(allowed, prohibited),
     )
-    return Generated(state=desired, announce=decisions, hashes=hashes)
+    return Generated(state=desired, announce=decisions, hashes=hashes, parts=kept)
 
 
 def validate_services(services: Iterable[ServiceState]) -> list[str]:

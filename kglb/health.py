@@ -26,15 +26,23 @@ class Health:
         return self.settled or self.up or -self.count >= fall
 
 
-def observe(health: Health, passed: bool, *, rise: int, fall: int) -> Health:
-    """The health after one more check result."""
+def observe(health: Health, passed: bool, *, rise: int, fall: int, repeats: int = 1) -> Health:
+    """The health after ``repeats`` more check results, all ``passed`` (or all failed).
+
+    ``repeats`` > 1 is a folded run of equal results (see :mod:`kglb.fold`): the
+    same as observing them one by one, in one step.
+    """
     if rise < 1 or fall < 1:
         raise ValueError("rise and fall must be >= 1")
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    # The first result may turn the run around; the others only lengthen it,
+    # and along one run ``up`` changes at most once, so the end state is exact.
     if passed:
-        count = 1 if health.count < 0 else health.count + 1
+        count = (1 if health.count < 0 else health.count + 1) + repeats - 1
         up = health.up or count >= rise
     else:
-        count = -1 if health.count > 0 else health.count - 1
+        count = (-1 if health.count > 0 else health.count - 1) - repeats + 1
         up = health.up and -count < fall
     settled = health.settled or up or -count >= fall
     return Health(up=up, count=count, settled=settled)

@@ -6,6 +6,8 @@ through a ``queue.SimpleQueue``; the thread runs them one after another and
 hands each result back with ``TrioToken.run_sync_soon``. There is never a
 thread per call: pyroute2's sync API builds a new asyncio loop in every fresh
 thread, and one owner thread measured 2x faster (shared/reference/libraries.md §4).
+Counters are dumped by a second such thread, so that statistics never delay
+a change of the data plane.
 """
 
 from __future__ import annotations
@@ -34,46 +36,64 @@ class IpvsDataPlane:
     VIPs may be added (default: ``lo``). The netlink thread starts here; if
     the sockets cannot be opened (no ip_vs, no CAP_NET_ADMIN), every call
     raises that ``OSError``. Run ``actors.preflight`` first for a clear message.
+
+    ``counters()`` runs on a second thread with sockets of its own, started
+    at its first call: a dump of 10k reals' counters (~0.15 s natively) must
+    not hold up an ``apply`` queued behind it.
     """
 
     def __init__(self, links: Sequence[str] = ("lo",)) -> None:
         self._links = tuple(links)
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
-        self._thread = threading.Thread(target=self._serve, name="kglb-netlink", daemon=True)
-        self._thread.start()
+        self._main = _NetlinkThread(self._links, "kglb-netlink")
+        self._stats: _NetlinkThread | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<IpvsDataPlane links={','.join(self._links)} {state}>"
 
     async def read(self) -> DataPlaneState:
-        return await self._call(KernelSession.read)
+        return await self._call(self._main, KernelSession.read)
 
     async def apply(self, ops: Sequence[Operation]) -> list[OperationError]:
         batch = tuple(ops)
         if not batch:
             return []
-        return await self._call(lambda session: session.apply(batch))
+        return await self._call(self._main, lambda session: session.apply(batch))
 
     async def counters(self) -> dict[ServiceKey, ServiceCounters]:
-        return await self._call(KernelSession.counters)
+        if self._stats is None and not self._closed:
+            self._stats = _NetlinkThread(self._links, "kglb-netlink-stats")
+        return await self._call(self._stats, KernelSession.counters)
 
     async def unrepresentable(self) -> int:
         """How many kernel objects the last read skipped (SCTP services, unknown schedulers...)."""
-        return await self._call(lambda session: session.unrepresentable)
+        return await self._call(self._main, lambda session: session.unrepresentable)
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._jobs.put(None)
-        # the thread finishes its queued calls first; closing sockets takes microseconds
-        await trio.to_thread.run_sync(self._thread.join)
+        for thread in (self._main, self._stats):
+            if thread is not None:
+                await thread.aclose()
 
-    async def _call(self, fn: Callable[[KernelSession], T]) -> T:
-        if self._closed:
+    async def _call(self, thread: _NetlinkThread | None, fn: Callable[[KernelSession], T]) -> T:
+        if self._closed or thread is None:
             raise trio.ClosedResourceError("IpvsDataPlane is closed")
+        return await thread.call(fn)
+
+
+class _NetlinkThread:
+    """One OS thread that owns one KernelSession and runs calls on it in order."""
+
+    def __init__(self, links: tuple[str, ...], name: str) -> None:
+        self._links = links
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    async def call(self, fn: Callable[[KernelSession], T]) -> T:
         done = trio.Event()
         results: list[outcome.Outcome] = []
 
@@ -86,6 +106,11 @@ class IpvsDataPlane:
         # and the next call queues behind it (the writer re-reads after that).
         await done.wait()
         return results[0].unwrap()
+
+    async def aclose(self) -> None:
+        self._jobs.put(None)
+        # the thread finishes its queued calls first; closing sockets takes microseconds
+        await trio.to_thread.run_sync(self._thread.join)
 
     def _serve(self) -> None:
         opened = outcome.capture(KernelSession, self._links)

@@ -15,13 +15,16 @@ from kglb import (
     AnnounceRoute,
     DataPlaneState,
     Operation,
+    RealKey,
     ServiceKey,
-    ServiceState,
     WithdrawRoute,
 )
 from kglb.plan import KernelModel, Refused
 
 from ._base import OperationError, RealCounters, ServiceCounters
+
+#: How many applied operations ``applied`` keeps at least (tests read it).
+APPLIED_KEPT = 1000
 
 #: Decides whether an operation fails: returns an errno, or 0 to let it through.
 Fault = Callable[[Operation], int]
@@ -43,10 +46,12 @@ class MemoryDataPlane:
         self._model = KernelModel(seed)
         self._fault: Fault | None = None
         self._closed = False
-        self.applied: list[Operation] = []
+        self.applied: list[Operation] = []  # the last APPLIED_KEPT or more, oldest first
         self.attempts: Counter[str] = Counter()
         self.reads = 0
         self.counter_values: dict[ServiceKey, ServiceCounters] = {}
+        # zero counters, built once per set of reals: (real keys, counters)
+        self._zeros: dict[ServiceKey, tuple[tuple[RealKey, ...], ServiceCounters]] = {}
 
     def __repr__(self) -> str:
         state = self._model.state()
@@ -92,13 +97,21 @@ class MemoryDataPlane:
                 errors.append(OperationError(op=op, errno=e.errno))
                 continue
             self.applied.append(op)
+        if len(self.applied) > 2 * APPLIED_KEPT:  # a long demo run must not grow forever
+            del self.applied[:-APPLIED_KEPT]
         return errors
 
     async def counters(self) -> dict[ServiceKey, ServiceCounters]:
         """``counter_values`` where set (tests set them), else zero counters."""
         self._check_open()
-        services = self._model.state().services
-        return {s.key: self.counter_values.get(s.key) or _zero(s) for s in services}
+        out = {}
+        for key, reals in self._model.real_keys().items():
+            cached = self._zeros.get(key)
+            if cached is None or cached[0] != reals:  # the same key objects: fast
+                cached = self._zeros[key] = (reals, ServiceCounters(
+                    key=key, reals=tuple(RealCounters(key=rk) for rk in reals)))
+            out[key] = self.counter_values.get(key) or cached[1]
+        return out
 
     async def aclose(self) -> None:
         self._closed = True
@@ -106,8 +119,3 @@ class MemoryDataPlane:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("MemoryDataPlane is closed")
-
-
-def _zero(service: ServiceState) -> ServiceCounters:
-    reals = tuple(RealCounters(key=r.key) for r in service.reals)
-    return ServiceCounters(key=service.key, reals=reals)

@@ -20,6 +20,8 @@ from kglb import (
     Health,
     LinkAddress,
     Owned,
+    ProbeResult,
+    ProbeTarget,
     Real,
     RealKey,
     RealStatus,
@@ -28,12 +30,18 @@ from kglb import (
     ServiceKey,
     ServiceState,
 )
+from kglb.config import TcpCheck
 
 WEB_KEY = ServiceKey.tcp("10.0.0.1", 80)
 DNS_KEY = ServiceKey.udp("10.0.0.2", 53)
 FOREIGN_KEY = ServiceKey.tcp("10.9.9.9", 443)
 NOW = 1000.0  # trio clock
 WALL = 1_700_000_000.0  # time.time() taken with NOW
+
+
+def probe_result(result: CheckResult, folded: tuple[float, ...] = ()) -> ProbeResult:
+    target = ProbeTarget(address="10.1.0.1", port=80, check=TcpCheck())
+    return ProbeResult(target=target, result=result, at=NOW, folded=folded)
 
 
 def prober_statistics(**kw) -> ProberStatistics:
@@ -89,7 +97,7 @@ def snapshot() -> FakeStats:
                              routes=(web.route,))
     tally = CheckTally()
     for latency in (0.004, 0.004, 0.3):
-        tally = tally.record(CheckResult(passed=latency < 0.1, latency=latency),
+        tally = tally.record(probe_result(CheckResult(passed=latency < 0.1, latency=latency)),
                              transitioned=latency > 0.1)
     counters = {
         WEB_KEY: ServiceCounters(key=WEB_KEY, bytes_in=1000, bytes_out=5000, packets_in=10,

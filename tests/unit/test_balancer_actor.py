@@ -14,8 +14,9 @@ from kglb.fwmark import FwmarkPool
 
 
 class FakeWatch:
-    def __init__(self, prober, target, send):
+    def __init__(self, prober, target, send, quiet_after):
         self.prober, self.target, self.send = prober, target, send
+        self.quiet_after = quiet_after
         self.active = True
 
     def cancel(self):
@@ -28,19 +29,19 @@ class FakeProber:
     def __init__(self):
         self.watches = []
 
-    def watch(self, target, *, interval, limiter, send):
-        w = FakeWatch(self, target, send)
+    def watch(self, target, *, interval, limiter, send, quiet_after=0):
+        w = FakeWatch(self, target, send, quiet_after)
         self.watches.append(w)
         return w
 
     def active(self):
         return [w for w in self.watches if w.active]
 
-    async def deliver(self, address, passed):
+    async def deliver(self, address, passed, folded=()):
         for w in self.active():
             if w.target.address == address:
                 await w.send.send(ProbeResult(target=w.target, result=CheckResult(passed=passed),
-                                              at=trio.current_time()))
+                                              at=trio.current_time(), folded=folded))
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED):
         task_status.started()
@@ -50,14 +51,19 @@ class FakeProber:
         return None
 
 
-async def test_publishes_only_when_weights_change():
-    prober = FakeProber()
+async def start_balancer(nursery, config):
+    """One balancer actor with a fake prober: (prober, its memory, its states)."""
+    prober, memory = FakeProber(), BalancerMemory()
     send, receive = trio.open_memory_channel(100)
+    await nursery.start(partial(run_balancer, config, prober=prober, fwmarks=FwmarkPool(),
+                                memory=memory, send=send, resolve=resolve_host))
+    return prober, memory, receive
+
+
+async def test_publishes_only_when_weights_change():
     config = balancer_config(rise=2, fall=2)
-    memory = BalancerMemory()
     async with trio.open_nursery() as nursery:
-        await nursery.start(partial(run_balancer, config, prober=prober, fwmarks=FwmarkPool(),
-                                    memory=memory, send=send, resolve=resolve_host))
+        prober, memory, receive = await start_balancer(nursery, config)
         first = receive.receive_nowait()
         assert [r.provisional for r in first.services[0].reals] == [True, True]
         assert {w.target.address for w in prober.active()} == {"10.1.0.1", "10.1.0.2"}
@@ -75,6 +81,22 @@ async def test_publishes_only_when_weights_change():
         assert memory.snapshot(config).reals[0].health.count == 5
         nursery.cancel_scope.cancel()
     assert prober.active() == []  # watches end with the actor
+
+
+async def test_folded_results_count_as_every_check_they_stand_for():
+    async with trio.open_nursery() as nursery:
+        prober, memory, receive = await start_balancer(nursery, balancer_config(rise=3, fall=2))
+        receive.receive_nowait()
+        assert {w.quiet_after for w in prober.watches} == {3}  # max(rise, fall)
+        await prober.deliver("10.1.0.1", True, folded=(0.001, 0.002))  # 3 passes: rise=3
+        await trio.testing.wait_all_tasks_blocked()
+        assert [r.weight for r in receive.receive_nowait().services[0].reals] == [1000, 0]
+        await prober.deliver("10.1.0.1", False, folded=(0.5,))  # 2 failures: fall=2
+        await trio.testing.wait_all_tasks_blocked()
+        assert receive.receive_nowait().failsafe  # every real is down now
+        tally = memory.checks["10.1.0.1"]
+        assert (tally.passed, tally.failed, tally.transitions) == (3, 2, 2)
+        nursery.cancel_scope.cancel()
 
 
 async def test_fwmarks_shared_by_balancers_and_released_when_both_are_gone(autojump_clock):

@@ -172,3 +172,22 @@ def test_state_hash_wraps_at_64_bits():
     total = state_hashes([state(config, *[UP] * len(hosts))])["setup1"]
     assert 0 <= total < 2**64
     assert total == sum(fnv1_64(f"{h}web_1000".encode()) for h in hosts) % 2**64
+
+
+def test_previous_generation_only_saves_work():
+    """generate(states, previous) == generate(states), whatever previous saw."""
+    a = balancer_config("a", vip="10.0.0.1", hosts=("10.1.0.1", "10.1.0.2"))
+    b = balancer_config("b", vip="10.0.0.2", hosts=("10.1.0.3",))
+    bad = balancer_config("c", vip="10.0.0.1", hosts=("10.1.0.4",))  # a's service again
+    first = [state(a, UP, DOWN), state(b, UP)]
+    previous = generate(first)
+    for states in ([first[0], state(b, DOWN)], [state(a, UP, UP), first[1]], first,
+                   [first[0], first[1], state(bad, UP)], [first[1]]):
+        assert generate(states, previous) == generate(states)
+        previous = generate(states, previous)
+    # the parts of unchanged balancers are reused as they are
+    before = generate(first)
+    changed = [first[0], state(b, DOWN)]
+    after = generate(changed, before)
+    a_id, b_id = (s.identity for s in first)
+    assert after.parts[a_id] is before.parts[a_id] and after.parts[b_id] is not before.parts[b_id]

@@ -77,3 +77,18 @@ def test_up_exactly_after_rise_passes_down_exactly_after_fall_failures(results, 
             assert up == (was or streak >= rise)
         else:
             assert up == (was and streak < fall)
+
+
+@given(st.lists(st.booleans(), max_size=10), st.booleans(), st.integers(1, 12),
+       st.integers(1, 5), st.integers(1, 5))
+def test_repeats_is_the_same_as_observing_one_by_one(before, passed, repeats, rise, fall):
+    start, _ = run(before, rise=rise, fall=fall)
+    one_by_one = start
+    for _ in range(repeats):
+        one_by_one = observe(one_by_one, passed, rise=rise, fall=fall)
+    assert observe(start, passed, rise=rise, fall=fall, repeats=repeats) == one_by_one
+
+
+def test_repeats_must_be_positive():
+    with pytest.raises(ValueError):
+        observe(Health(), True, rise=1, fall=1, repeats=0)

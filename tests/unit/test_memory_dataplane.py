@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import errno
+from dataclasses import replace
 
 import pytest
 
 from actors.dataplane import DataPlane, MemoryDataPlane, OperationError
+from actors.dataplane.memory import APPLIED_KEPT
 from actors.routes import MemorySpeaker, RouteSpeaker
 from kglb import (
     AddAddress,
@@ -116,3 +118,29 @@ async def test_memory_speaker_is_idempotent_and_keeps_hold_time():
     await speaker.withdraw(route)
     assert await speaker.routes() == frozenset()
     assert speaker.session_established()
+
+
+async def test_counters_are_zero_per_real_and_rebuilt_when_reals_change():
+    dp = MemoryDataPlane()
+    vip = ServiceKey.tcp("10.0.0.1", 80)
+    reals = [Real(key=RealKey(address=f"10.1.0.{i}", port=80), weight=1) for i in (1, 2)]
+    await dp.apply([AddService(service=Service(key=vip)),
+                    *(AddReal(service=vip, real=r) for r in reals)])
+    first = await dp.counters()
+    assert [c.key for c in first[vip].reals] == [r.key for r in reals]
+    assert all(c.conns == 0 for c in first[vip].reals)
+    assert (await dp.counters())[vip] is first[vip]  # unchanged reals: built once
+    await dp.apply([DeleteReal(service=vip, real=reals[0].key)])
+    assert [c.key for c in (await dp.counters())[vip].reals] == [reals[1].key]
+
+
+async def test_applied_keeps_the_newest_operations_only():
+    dp = MemoryDataPlane()
+    vip = ServiceKey.tcp("10.0.0.1", 80)
+    real = Real(key=RealKey(address="10.1.0.1", port=80), weight=1)
+    await dp.apply([AddService(service=Service(key=vip)), AddReal(service=vip, real=real)])
+    flips = [UpdateReal(service=vip, real=replace(real, weight=w % 7)) for w in range(2500)]
+    for op in flips:
+        await dp.apply([op])
+    assert APPLIED_KEPT <= len(dp.applied) <= 2 * APPLIED_KEPT
+    assert dp.applied[-1] == flips[-1] and dp.applied[0] in flips

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from _ops_fakes import WALL, kglb_statistics, snapshot
+from _ops_fakes import WALL, kglb_statistics, probe_result, snapshot
 from actors.metrics import CheckTally, LoopLagMonitor, render_metrics
 from kglb import CheckResult, LinkAddress
 
@@ -179,11 +180,22 @@ def test_label_values_are_escaped():
 
 
 def test_tally_counts_and_buckets():
-    tally = CheckTally().record(CheckResult(passed=False, reason="timeout", latency=5.0),
-                                transitioned=True)
+    tally = CheckTally().record(probe_result(CheckResult(passed=False, reason="timeout",
+                                                         latency=5.0)), transitioned=True)
     assert (tally.passed, tally.failed, tally.transitions) == (0, 1, 1)
     assert tally.latency.cumulative()[-2:] == [("10.0", 1), ("+Inf", 1)]
     assert tally.latency.cumulative()[0] == ("0.001", 0)
+
+
+def test_tally_counts_every_folded_check():
+    folded = probe_result(CheckResult(passed=True, latency=0.0005), folded=(0.003, 20.0))
+    tally = CheckTally().record(folded)
+    assert (tally.passed, tally.failed, tally.transitions) == (3, 0, 0)
+    assert tally.latency.counts[0] == 1 and tally.latency.counts[2] == 1  # 0.0005, 0.003
+    assert tally.latency.counts[-1] == 1 and tally.latency.total == pytest.approx(20.0035)
+    tally = tally.record(probe_result(CheckResult(passed=False, reason="timeout"),
+                                      folded=(1.0,)))
+    assert (tally.passed, tally.failed) == (3, 2)
 
 
 async def test_loop_lag_monitor_sees_a_late_wake_up(mock_clock):

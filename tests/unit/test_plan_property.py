@@ -110,3 +110,18 @@ def test_one_weight_flip_is_exactly_one_operation(current, owned, data):
         services=tuple(changed if s.key == target.key else s for s in current.services),
         addresses=current.addresses, routes=current.routes)
     assert len(plan(current, desired, owned)) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(current=kernels, first=states, desired=states, owned=owned_sets, data=st.data())
+def test_synced_services_give_the_same_plan(current, first, desired, owned, data):
+    """After applying a plan towards ``first``, planning towards a ``desired`` that
+    shares some of ``first``'s very objects with ``synced=first`` is the full plan."""
+    model = apply_to(current, plan(current, first, owned))
+    shared = data.draw(st.lists(st.sampled_from(first.services), unique_by=lambda s: s.key)
+                       if first.services else st.just([]))
+    keys = {s.key for s in shared}
+    mixed = DataPlaneState(
+        services=tuple(shared) + tuple(s for s in desired.services if s.key not in keys),
+        addresses=desired.addresses, routes=desired.routes)
+    assert plan(model, mixed, owned, synced=first) == plan(model, mixed, owned)

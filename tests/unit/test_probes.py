@@ -206,6 +206,47 @@ async def test_statistics(started, autojump_clock):
         stats.by_reason["ok"] = 0  # a snapshot, not a live view
 
 
+def messages(receive) -> list:
+    out = []
+    while True:
+        try:
+            out.append(receive.receive_nowait())
+        except trio.WouldBlock:
+            return out
+
+
+async def test_steady_results_are_folded_after_quiet_after(started, autojump_clock):
+    fake = FakeCheck()
+    prober = await started(fake, jitter=0, fold_period=5)
+    send, receive = channel()
+    t0 = trio.current_time()
+    prober.watch(target(1), interval=1.0, limiter=trio.CapacityLimiter(1), send=send,
+                 quiet_after=3)
+    await trio.sleep(20.5)  # 21 checks: t0 .. t0+20
+    got = messages(receive)
+    assert [(m.at - t0, m.checks) for m in got] == [(0, 1), (1, 1), (2, 1), (8, 6), (14, 6),
+                                                    (20, 6)]
+    stats = prober.statistics()
+    assert stats.checks == 21 and stats.by_reason["ok"] == 21  # counted when checked
+    assert stats.last[target(1)].at == t0 + 20
+
+
+async def test_no_folding_unless_every_watcher_allows_it(started, autojump_clock):
+    fake = FakeCheck()
+    prober = await started(fake, jitter=0, fold_period=5)
+    (send1, receive1), (send2, receive2) = channel(), channel()
+    prober.watch(target(1), interval=1.0, limiter=trio.CapacityLimiter(1), send=send1,
+                 quiet_after=2)
+    late = prober.watch(target(1), interval=1.0, limiter=trio.CapacityLimiter(1), send=send2)
+    await trio.sleep(9.5)
+    assert [m.checks for m in messages(receive1)] == [1] * 10
+    assert len(messages(receive2)) == 10
+    late.cancel()  # the folding watcher alone: its next 2 results, then folded (12..17)
+    await trio.sleep(10)
+    assert [m.checks for m in messages(receive1)] == [1, 1, 6]
+    assert messages(receive2) == []
+
+
 async def test_watch_needs_a_running_prober():
     send, _ = channel()
     with pytest.raises(RuntimeError):
@@ -217,6 +258,8 @@ def test_options_are_validated():
         Prober(jitter=1)
     with pytest.raises(ValueError):
         Prober(workers=-1)
+    with pytest.raises(ValueError):
+        Prober(fold_period=-1)
     with pytest.raises(ValueError):
         Prober(check=lambda target: None, workers=2)  # workers cannot import a lambda
 

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 
+import pytest
 import trio
 
 from actors.probes import Prober
@@ -67,3 +68,28 @@ async def test_two_workers_check_loopback_targets_and_survive_a_crash(nursery, c
     await trio.sleep(0.6)
     assert receive.statistics().current_buffer_used == 0
     assert [w.targets for w in prober.statistics().workers] == [0, 0]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+async def test_steady_results_are_folded_where_they_are_checked(nursery, check_serve, workers):
+    """In-process (the lean engine) and in workers (before the pipe): a folded message
+    stands for several checks, and none is lost on the way."""
+    port = await check_serve(lambda stream: stream.aclose())
+    target = ProbeTarget(address="127.0.0.1", port=port, check=TcpCheck(timeout_ms=1000))
+    prober = Prober(workers=workers, jitter=0, fold_period=0.3)
+    await nursery.start(prober.run)
+    send, receive = trio.open_memory_channel(1000)
+    watch = prober.watch(target, interval=0.05, limiter=trio.CapacityLimiter(1), send=send,
+                         quiet_after=2)
+    got = []
+    with trio.fail_after(15):
+        while sum(m.checks > 1 for m in got) < 3:
+            got.append(await receive.receive())
+    watch.cancel()
+    assert [m.checks for m in got[:2]] == [1, 1]  # the first 2 of the run at once
+    assert all(m.result.passed and len(m.folded) == m.checks - 1 for m in got)
+    assert max(m.checks for m in got) <= 9  # released after ~fold_period (6-7 checks)
+    if workers:  # counted as delivered
+        assert prober.statistics().checks == sum(m.checks for m in got)
+    else:  # counted as checked: the held ones too
+        assert prober.statistics().checks >= sum(m.checks for m in got)
