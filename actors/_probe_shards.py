@@ -29,6 +29,7 @@ from . import _probe_pipe
 log = logging.getLogger("kglb_trio.probes")
 
 _BACKOFF_FIRST = 0.5
+_YIELD_EVERY = 256  # results delivered between two checkpoints
 _BACKOFF_MAX = 10.0
 
 
@@ -178,7 +179,9 @@ class Shards:
         try:
             while True:
                 if batch:
-                    await stdin.send_all(_probe_pipe.encode(batch))
+                    data = _probe_pipe.encode(batch)
+                    batch = []  # not kept while waiting (a resync is 5k commands)
+                    await stdin.send_all(data)
                 batch = [await worker.receive.receive()]
                 while True:
                     try:
@@ -193,10 +196,13 @@ class Shards:
         while (frame := await reader.receive()) is not None:
             results, worker.in_flight, worker.missed, worker.by_reason = frame
             now = trio.current_time()
-            for probe_id, passed, reason, latency, folded in results:
+            for n, (probe_id, passed, reason, latency, folded) in enumerate(results, 1):
+                if n % _YIELD_EVERY == 0:  # a large frame must not hold the loop
+                    await trio.lowlevel.checkpoint()
                 probe = self._prober.probe_by_id(probe_id)
                 if probe is not None:  # else unwatched since
-                    result = CheckResult(passed=passed, reason=reason, latency=latency)
+                    # Unpickled reasons are fresh strings; 10k kept copies of "ok" add up.
+                    result = CheckResult(passed=passed, reason=sys.intern(reason), latency=latency)
                     message = ProbeResult(target=probe.target, result=result, at=now,
                                           folded=folded)
                     await self._prober.forward(probe, message)

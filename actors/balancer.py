@@ -68,10 +68,10 @@ class BalancerMemory:
             out.append(record or Upstream(host=host, address=address))
         return out
 
-    def snapshot(self, config: BalancerConfig) -> BalancerState:
-        """The balancer as of now, including the latest check results (for status)."""
+    def snapshot(self, config: BalancerConfig, *, statuses: bool = True) -> BalancerState:
+        """The balancer as of now; with ``statuses``, every real's latest check (for status)."""
         return balancer_state(config, self.upstreams(config), initial=self.initial,
-                              fwmarks=self.fwmarks)
+                              fwmarks=self.fwmarks, statuses=statuses)
 
     def release_fwmarks(self, pool: FwmarkPool) -> None:
         """Give back every mark held (the balancer is gone for good)."""
@@ -259,7 +259,7 @@ class _Run:
         return changed
 
     async def publish(self) -> None:
-        state = self.memory.snapshot(self.config)
+        state = self.memory.snapshot(self.config, statuses=False)  # status reads snapshots
         self.memory.initial = state.initial
         if not state_changed(self.memory.published, state):
             return

@@ -83,7 +83,9 @@ class BalancerState:
     ``services`` holds the main service first, then its per-real fwmark
     services. ``initial`` is kglb's InitialState: true until the first time
     the alive ratio was above 0. ``route`` is the configured BGP route, and
-    the generator decides whether it is announced.
+    the generator decides whether it is announced. ``reals`` (every real's
+    health and last check, for status) is empty in the states a balancer
+    publishes to the generator, which does not read it.
     """
 
     identity: str

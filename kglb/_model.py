@@ -202,6 +202,8 @@ class ServiceState:
     service: Service
     reals: tuple[Real, ...] = ()
     name: str = ""
+    #: No real has a hostname or is provisional: the kernel would report it so.
+    as_reported: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         reals = tuple(sorted(self.reals, key=lambda r: r.key))
@@ -209,6 +211,8 @@ class ServiceState:
         if len(set(keys)) != len(keys):
             raise ValueError(f"duplicate real in {self.service.key}")
         object.__setattr__(self, "reals", reals)
+        object.__setattr__(self, "as_reported",
+                           all(not r.hostname and not r.provisional for r in reals))
 
     @property
     def key(self) -> ServiceKey:

@@ -21,6 +21,8 @@ nothing.
 
 from __future__ import annotations
 
+from array import array
+
 from ._messages import ProbeResult
 
 __all__ = ["FOLD_LIMIT", "FOLD_PERIOD", "Fold"]
@@ -47,7 +49,7 @@ class Fold:
         self._run = 0
         self._passed: bool | None = None
         self._held: ProbeResult | None = None  # the newest result held back
-        self._latencies: list[float] = []  # those held before it, oldest first
+        self._latencies = array("d")  # those held before it, oldest first (no float objects)
         self._since = 0.0  # ``at`` of the first result held
 
     def restart(self, quiet_after: int) -> None:
@@ -84,5 +86,5 @@ class Fold:
         if not self._latencies:
             return held
         folded = tuple(self._latencies)
-        self._latencies.clear()
+        del self._latencies[:]
         return ProbeResult(target=held.target, result=held.result, at=held.at, folded=folded)

@@ -314,8 +314,8 @@ def apply_to(state: DataPlaneState, ops: Iterable[Operation]) -> DataPlaneState:
     """
     ops = tuple(ops)
     touched = {key for op in ops if (key := _service_of(op)) is not None}
-    carried = tuple(s for s in state.services if s.key not in touched and _as_reported(s))
-    rest = tuple(s for s in state.services if s.key in touched or not _as_reported(s))
+    carried = tuple(s for s in state.services if s.key not in touched and s.as_reported)
+    rest = tuple(s for s in state.services if s.key in touched or not s.as_reported)
     model = KernelModel(replace(state, services=rest))
     for op in ops:
         model.apply(op)
@@ -332,6 +332,3 @@ def _service_of(op: Operation) -> ServiceKey | None:
             return key
     return None
 
-
-def _as_reported(service: ServiceState) -> bool:
-    return all(not r.hostname and not r.provisional for r in service.reals)

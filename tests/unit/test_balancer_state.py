@@ -1,5 +1,7 @@
 """kglb/balancer.py: from health to weights (kglb.md §3.4, §3.7)."""
 
+from dataclasses import replace
+
 from _control_fakes import balancer_config
 
 from kglb import Family, ForwardMethod, Health, LinkAddress, RealKey, ServiceKey
@@ -140,3 +142,12 @@ def test_state_changed_ignores_check_details():
     c = balancer_state(config, ups(("10.1.0.1", DOWN)), initial=False)
     assert state_changed(a, c)
     assert state_changed(None, a)
+
+
+def test_statuses_can_be_left_out_and_change_nothing_else():
+    config = balancer_config(hosts=("10.1.0.1", "10.1.0.2"))
+    upstreams = [Upstream(host=h, address=h, health=Health(up=True, count=3)) for h in config.hosts]
+    full = balancer_state(config, upstreams, initial=False)
+    lean = balancer_state(config, upstreams, initial=False, statuses=False)
+    assert len(full.reals) == 2 and lean.reals == ()
+    assert replace(full, reals=()) == lean

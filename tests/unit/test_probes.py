@@ -265,8 +265,8 @@ def test_options_are_validated():
 
 
 @pytest.mark.parametrize(
-    "rate, cpus, workers", [(100, 8, 0), (1999, 8, 0), (2000, 8, 2), (10000, 2, 2), (30000, 4, 4),
-                            (50000, 1, 0)],
+    "rate, cpus, workers", [(100, 8, 0), (1999, 8, 0), (2000, 8, 1), (10000, 2, 1), (10001, 2, 2),
+                            (30000, 8, 3), (50000, 4, 4), (50000, 1, 0)],
 )
 def test_suggested_workers(rate, cpus, workers):
     assert suggested_workers(rate, cpus) == workers
