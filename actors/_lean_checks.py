@@ -22,6 +22,7 @@ costs one bounded read and a slow-loris real only its own timeout.
 
 from __future__ import annotations
 
+import functools
 import errno
 import select
 import socket
@@ -64,6 +65,12 @@ class Plan(NamedTuple):
     timeout: float  # seconds
 
 
+@functools.lru_cache(maxsize=256)
+def _codes(codes: tuple[int, ...]) -> frozenset[int]:
+    # One set for all the targets of a check: a frozenset is ~200 bytes.
+    return frozenset(codes)
+
+
 def plan(target: ProbeTarget) -> Plan | None:
     """The lean plan of ``target``'s check, or None: the trio checker runs it."""
     check = target.check
@@ -74,7 +81,7 @@ def plan(target: ProbeTarget) -> Plan | None:
           and not check.follow_redirects):
         url = wire.direct_url("http", target.address, target.port, check.uri)
         host = wire.configured_header(check.headers, "host") or url.authority
-        request, codes = wire.request(url.path, host, check.headers), frozenset(check.codes)
+        request, codes = wire.request(url.path, host, check.headers), _codes(check.codes)
     else:
         return None
     if target.fwmark:

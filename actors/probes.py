@@ -140,7 +140,7 @@ class Probe:
         self.id = id
         self.watchers: list[Watch] = []
         self.last: ProbeResult | None = None
-        self.scope = trio.CancelScope()
+        self.scope: trio.CancelScope | None = None  # only a probe task has one
         self.shard = None
         self.lean = False  # run by the Prober's LeanEngine, not a probe task
         self.fold: Fold | None = None  # None: sharded (its worker folds)
@@ -268,6 +268,7 @@ class Prober:
                 probe.lean = True
                 self._lean.add(probe)
             else:
+                probe.scope = trio.CancelScope()
                 self._nursery.start_soon(self._probe, probe)
         else:
             probe.watchers.append(watch)
@@ -287,7 +288,8 @@ class Prober:
         # Forget the probe now, so a new watch of this target starts a fresh one.
         del self._probes[watch.target]
         del self._by_id[probe.id]
-        probe.scope.cancel()
+        if probe.scope is not None:
+            probe.scope.cancel()
         if probe.lean:
             self._lean.remove(probe)
         self._shards.release(probe)

@@ -99,13 +99,18 @@ class RecordingProber:
     def __init__(self, inner, recorder: Recorder) -> None:
         self._inner = inner
         self._recorder = recorder
+        # One wrapper per channel (a balancer's), not per watch: the harness's
+        # own memory is counted in the figures too.
+        self._wrapped: dict[int, tuple[object, _RecordingSend]] = {}
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await self._inner.run(task_status=task_status)
 
     def watch(self, target, *, interval, limiter, send, quiet_after=0):
-        return self._inner.watch(target, interval=interval, limiter=limiter,
-                                 send=_RecordingSend(send, self._recorder),
+        kept = self._wrapped.get(id(send))
+        if kept is None or kept[0] is not send:
+            kept = self._wrapped[id(send)] = (send, _RecordingSend(send, self._recorder))
+        return self._inner.watch(target, interval=interval, limiter=limiter, send=kept[1],
                                  quiet_after=quiet_after)
 
     def statistics(self):

@@ -73,7 +73,7 @@ class _Part:
                    tuple(tuple(validate_services((s,))) for s in state.services))
 
 
-@functools.lru_cache(maxsize=1 << 13)
+@functools.lru_cache(maxsize=1 << 12)
 def _real_hash(text: str) -> int:
     # A generation hashes the reals of the balancers that changed (``_Part``);
     # their texts repeat (a real has two weights), and a pure-Python FNV costs

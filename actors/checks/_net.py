@@ -99,7 +99,7 @@ async def measured(timeout_ms: int, work: Awaitable[str]) -> CheckResult:
     return CheckResult(passed=reason == "ok", reason=reason, latency=trio.current_time() - start)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)  # a trio check asks at every connect; the lean engine once per target
 def family_of(address: str) -> int:
     """AF_INET or AF_INET6 for an IP literal; ValueError for anything else."""
     return socket.AF_INET if ipaddress.ip_address(address).version == 4 else socket.AF_INET6

@@ -9,7 +9,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from _ops_fakes import WALL, kglb_statistics, probe_result, snapshot
-from actors.metrics import CheckTally, LoopLagMonitor, render_metrics
+from actors.metrics import CheckTally, Histogram, LoopLagMonitor, render_metrics
 from kglb import CheckResult, LinkAddress
 
 
@@ -213,3 +213,17 @@ async def test_loop_lag_monitor_sees_a_late_wake_up(mock_clock):
         assert value(s, "kglb_trio_event_loop_lag_seconds_bucket", le="0.25") == 0
         assert value(s, "kglb_trio_event_loop_lag_seconds_bucket", le="0.5") == 1
         nursery.cancel_scope.cancel()
+
+
+def test_histogram_keeps_counts_up_to_the_last_used_bucket():
+    h = Histogram.empty((0.1, 1.0, 10.0))
+    assert h.counts == () and h.cumulative()[-1] == ("+Inf", 0)
+    h = h.observe(0.05, 0.07)
+    assert h.counts == (2,)
+    h = h.observe(0.5)
+    assert h.counts == (2, 1)
+    assert [c for _, c in h.cumulative()] == [2, 3, 3, 3]
+    wide = Histogram.empty((0.1, 1.0, 10.0)).observe(50.0)
+    assert wide.counts == (0, 0, 0, 1)
+    merged = Histogram.merge([h, wide])
+    assert merged.counts == (2, 1, 0, 1) and merged.total == pytest.approx(50.62)
