@@ -80,9 +80,10 @@ _FIRST_SPREAD = 0.5  # the first gap is between ½ and 1½ intervals (with jitte
 _FOLD_SPREAD = 0.5  # a target's fold period is within ±50% of the Prober's
 
 
-#: Checks per second one worker process is given. One worker sustains ~14k
-#: tcp/http checks a second on one core (python -m benchmarks e2e
-#: --probe-workers 1: 10k/s at about 0.7 of a core, steady results folded).
+#: Checks per second one worker process is given. With steady results folded,
+#: one worker kept up with 10k http checks a second on this 2-vCPU machine and
+#: topped out at ~12k (python -m benchmarks e2e --reals 10000,14000
+#: --probe-workers 1), its reals served by nginx on the same two vCPUs.
 PER_WORKER = 10000.0
 
 

@@ -146,6 +146,8 @@ def table(run: dict) -> str:
         ("reals server CPU, share of one core", _fmt(_get(run, "server_cpu_share", "kglb"), ".2f"),
          _fmt(_get(run, "server_cpu_share", "baseline"), ".2f"), "-"),
     ]
+    if "probe_workers" in k:
+        rows.append(("probe worker processes", str(k["probe_workers"]), "-", "-"))
     reload = k.get("reload")
     if reload:
         rows.append(("reload equal config: s / reals reset",

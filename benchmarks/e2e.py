@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -64,8 +65,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--systems", default=",".join(SYSTEMS), help="phases to run (default baseline,kglb)")
     p.add_argument("--coalesce", type=float,
                    help="run_kglb's coalesce window, s (default: run_kglb's own)")
-    p.add_argument("--probe-workers", type=int, default=0, metavar="N",
-                   help="kglb-trio's Prober(workers=N), as kglb-trio --probe-workers (default 0)")
+    p.add_argument("--probe-workers", default="auto", metavar="N|auto",
+                   help="kglb-trio's Prober(workers=N); 0: in-process; auto (default): what "
+                        "kglb-trio picks for N reals at --interval on this machine")
     p.add_argument("--port", type=int, default=REAL_PORT)
     p.add_argument("--results", type=Path, default=_ROOT / "benchmarks" / "results",
                    help="where the JSON (and PNG) go")
@@ -90,9 +92,26 @@ def _spec(args, system: str, n: int, control: str):
         fall=args.fall, reals_per_vip=args.reals_per_vip, concurrency=args.concurrency,
         timeout_ms=args.timeout_ms, duration=args.duration,
         flip_rate=0.0 if args.check == "dummy" else args.flip_rate,  # a dummy check cannot fail
-        dataplane=args.dataplane, port=args.port, coalesce=args.coalesce, probe_workers=args.probe_workers, progress=not args.quiet,
+        dataplane=args.dataplane, port=args.port, coalesce=args.coalesce,
+        probe_workers=_probe_workers(args.probe_workers, n / args.interval),
+        progress=not args.quiet,
         log_file=str(Path(args.phase_output).with_suffix(".log")) if args.phase_output else None,
     )
+
+
+def _probe_workers(flag: str, checks_per_second: float) -> int:
+    """``--probe-workers``: N as given, or (auto) kglb-trio's own choice."""
+    if flag == "auto":
+        from actors.probes import suggested_workers
+
+        return suggested_workers(checks_per_second, os.cpu_count() or 1)
+    try:
+        workers = int(flag)
+    except ValueError:
+        raise SystemExit(f"--probe-workers: expected a number or auto, got {flag!r}") from None
+    if workers < 0:
+        raise SystemExit("--probe-workers must be >= 0")
+    return workers
 
 
 def _run_phase_here(args) -> int:

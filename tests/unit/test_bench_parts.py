@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -12,7 +13,8 @@ from benchmarks._config import build_config, config_json, real_address, real_add
 from benchmarks._measure import Recorder, percentile, summary_ms
 from benchmarks._phase import describe_error
 from benchmarks._report import rss_slopes, table, targets
-from benchmarks.e2e import flip_pool
+from actors.probes import suggested_workers
+from benchmarks.e2e import _probe_workers, flip_pool
 from kglb import AddReal, DeleteReal, Real, RealKey, ServiceKey, UpdateReal
 from kglb.config import HttpCheck, TcpCheck, load
 
@@ -140,3 +142,13 @@ def test_menu_lists_harnesses_and_refuses_unknown(capsys):
     out = capsys.readouterr().out
     assert "e2e" in out and "probes" in out and "ipvs" in out and "scrape" in out
     assert menu_main(["nope"]) == 2
+
+
+def test_probe_workers_flag_is_a_number_or_what_kglb_trio_would_pick():
+    cpus = os.cpu_count() or 1
+    assert _probe_workers("auto", 10000.0) == suggested_workers(10000.0, cpus)
+    assert _probe_workers("auto", 100.0) == 0
+    assert _probe_workers("3", 10000.0) == 3
+    for bad in ("x", "-1"):
+        with pytest.raises(SystemExit):
+            _probe_workers(bad, 1.0)
