@@ -29,8 +29,8 @@ from . import _probe_pipe
 log = logging.getLogger("kglb_trio.probes")
 
 _BACKOFF_FIRST = 0.5
-_YIELD_EVERY = 256  # results delivered between two checkpoints
 _BACKOFF_MAX = 10.0
+_YIELD_EVERY = 256  # results delivered between two checkpoints
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
