@@ -95,20 +95,28 @@ class _Server:
         self.selector.register(control, selectors.EVENT_READ, (_CONTROL, ""))
         print("ready", flush=True)
         while True:
-            for key, _ in self.selector.select():
-                kind, address = key.data
-                sock = key.fileobj
-                if kind == _LISTENER:
-                    self._accept(sock, address)
-                elif kind == _CONN:
-                    self._answer(sock, address)
-                elif kind == _CONTROL:
-                    conn, _ = sock.accept()
-                    conn.setblocking(False)
-                    self.selector.register(conn, selectors.EVENT_READ, (_CONTROL_CONN, ""))
-                    self.buffers[conn] = b""
-                else:
-                    self._control_input(sock)
+            self.handle(self.selector.select())
+
+    def handle(self, events: list[tuple[selectors.SelectorKey, int]]) -> None:
+        """One batch of ready sockets."""
+        for key, _ in events:
+            kind, address = key.data
+            sock = key.fileobj
+            if sock.fileno() < 0:
+                # Closed by an earlier event of this batch: a "down" closed this
+                # listener (accept() on it would raise EBADF and end the server).
+                continue
+            if kind == _LISTENER:
+                self._accept(sock, address)
+            elif kind == _CONN:
+                self._answer(sock, address)
+            elif kind == _CONTROL:
+                conn, _ = sock.accept()
+                conn.setblocking(False)
+                self.selector.register(conn, selectors.EVENT_READ, (_CONTROL_CONN, ""))
+                self.buffers[conn] = b""
+            else:
+                self._control_input(sock)
 
     def _accept(self, listener: socket.socket, address: str) -> None:
         while True:

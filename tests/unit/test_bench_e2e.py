@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import selectors
 import shutil
 import socket
 import subprocess
@@ -104,3 +105,28 @@ def test_e2e_run_at_20_reals_reports_both_phases(tmp_path):
     assert run["kglb"]["reload"]["problems"] == []
     assert run["kglb"]["reload"]["health_resets"] == 0
     assert "kglb-trio" in done.stdout and "baseline" in done.stdout
+
+
+def test_reals_server_survives_a_down_and_a_connect_to_that_real_in_one_batch():
+    """A "down" closes a listener that has a connection waiting in the same batch of
+    events: the server skips it (accept() on the closed socket used to end the server)."""
+    from benchmarks._reals import _CONTROL_CONN, _Server
+
+    address, port = "127.1.0.9", _free_port()
+    server = _Server(port=port, protocol="tcp")
+    server.known = frozenset([address])
+    server.listen(address)
+    listener_key = server.selector.get_key(server.listeners[address])
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.setblocking(False)
+        server.selector.register(theirs, selectors.EVENT_READ, (_CONTROL_CONN, ""))
+        server.buffers[theirs] = b""
+        ours.sendall(b"down 127.1.0.9\n")
+        waiting = socket.socket()
+        waiting.setblocking(False)
+        waiting.connect_ex((address, port))  # queued on the listener
+        control_key = server.selector.get_key(theirs)
+        server.handle([(control_key, selectors.EVENT_READ), (listener_key, selectors.EVENT_READ)])
+        waiting.close()
+        assert ours.recv(100).startswith(b"ok ") and address not in server.listeners
