@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 
 import pytest
+import trio
 
 from actors import demo
 from actors._demo_reals import DemoReal
@@ -57,3 +59,19 @@ async def test_a_short_run_shows_reals_changing_and_shuts_down_cleanly():
 def test_kernel_mode_refuses_clearly_without_ip_vs_or_root(capsys):
     assert demo.main(["--kernel", "--duration", "1"]) == 2
     assert "demo: " in capsys.readouterr().err
+
+
+async def test_ctrl_c_stops_the_demo_gracefully():
+    out = io.StringIO()
+
+    async def interrupt_soon() -> None:
+        await trio.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(interrupt_soon)
+        with trio.fail_after(20):
+            await run_demo(duration=60.0, refresh=0.25, timing=FAST, out=out)
+    text = out.getvalue()
+    assert "interrupted: stopping gracefully" in text
+    assert text.rstrip().endswith("0 services and 0 VIPs left owned")
