@@ -7,10 +7,11 @@ own syscalls. Here every check is a :class:`actors._lean_checks.Conn` on a
 private edge-triggered epoll, its schedule and its timeout entries of two
 heaps, and one trio task (:meth:`LeanEngine.run`) drives them all: it wakes
 at the next timer, or every ``tick`` while checks are in flight, and does
-all that is due in one synchronous :meth:`LeanEngine.step`. The trio cost is
-per tick, not per check; due times, latencies and timeouts are to within a tick
-(2 ms; a quarter of it while a limiter is full, when a token returned sooner
-is a check started sooner).
+what is due in one synchronous :meth:`LeanEngine.step` (a bounded amount: a
+step behind its schedule yields to the other tasks and goes on at once). The
+trio cost is per tick, not per check; due times, latencies and timeouts are to
+within a tick (2 ms; a quarter of it while a limiter is full, when a token
+returned sooner is a check started sooner).
 
 Contract (the same schedule as ``Prober._probe``). ``add(probe)`` checks
 ``probe.target`` (for which ``_lean_checks.plan`` is not None) at once and
@@ -43,6 +44,11 @@ from kglb import CheckResult
 from ._lean_checks import Conn, open_check, plan
 
 TICK = 0.002  # seconds between wake-ups (a quarter of it while a limiter is full)
+#: At most this many connects and this many completions per step: a step holds
+#: the loop, and the worker's results reach the pipe only between steps. A
+#: worker behind its schedule (100% busy) made 100-200 ms steps without it.
+STARTS_PER_STEP = 64
+EVENTS_PER_POLL = 256
 _FIRST_SPREAD = 0.5  # as Prober: the first gap is between ½ and 1½ intervals
 
 
@@ -91,6 +97,8 @@ class LeanEngine:
         self._waiting: dict[object, deque[_Entry]] = {}  # limiter -> entries queued for it
         self._seq = 0
         self._started = 0  # connects issued since the last poll
+        self._budget = 0  # connects this step may still issue
+        self._more = False  # this step left ready work for the next one
         self._wake = trio.Event()
         self.in_flight = 0
         self.missed = 0
@@ -137,7 +145,11 @@ class LeanEngine:
         task_status.started()
         try:
             while True:
-                wake_at = self.step(trio.current_time())
+                now = trio.current_time()
+                wake_at = self.step(now)
+                if wake_at <= now:  # more is ready: let the other tasks run first
+                    await trio.lowlevel.checkpoint()
+                    continue
                 # One cancel scope per wake-up (per tick at most), not per check.
                 with trio.move_on_at(wake_at):
                     await self._wake.wait()
@@ -146,11 +158,15 @@ class LeanEngine:
             self.close()
 
     def step(self, now: float) -> float:
-        """Do everything due at ``now``; return when to step next (inf: only on add/resume).
+        """Do what is due at ``now``; return when to step next (inf: only on add/resume).
 
         That is the next due time or deadline, at most a tick away while checks
-        are in flight, and at least a tick away unless a limiter is full.
+        are in flight, and at least a tick away unless a limiter is full; or
+        ``now`` itself when the step stopped at ``STARTS_PER_STEP`` connects or
+        ``EVENTS_PER_POLL`` completions with more ready.
         """
+        self._budget = STARTS_PER_STEP
+        self._more = False
         self._poll(now)
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
@@ -159,6 +175,9 @@ class LeanEngine:
                 self._finish(entry, "timeout", now)
         dues = self._dues
         while dues and dues[0][0] <= now:
+            if self._budget <= 0:
+                self._more = True
+                break
             _, seq, entry = heapq.heappop(dues)
             if entry.timer == seq:
                 entry.timer = 0
@@ -172,6 +191,8 @@ class LeanEngine:
             self._poll(now)
             for limiter, queue in list(self._waiting.items()):
                 self._start_waiting(limiter, queue, now)
+        if self._more:
+            return now  # at once, once the other tasks had their turn
         wake_at = min(dues[0][0] if dues else float("inf"),
                       deadlines[0][0] if deadlines else float("inf"))
         if self._conns:
@@ -187,7 +208,10 @@ class LeanEngine:
     def _poll(self, now: float) -> None:
         self._started = 0
         if self._conns:
-            for fd, mask in self._epoll.poll(0):
+            events = self._epoll.poll(0, EVENTS_PER_POLL)
+            # Edge-triggered: the ones not returned stay ready for the next poll.
+            self._more = self._more or len(events) == EVENTS_PER_POLL
+            for fd, mask in events:
                 entry = self._conns.get(fd)
                 if entry is not None:
                     reason = entry.conn.advance(mask)
@@ -216,6 +240,9 @@ class LeanEngine:
 
     def _start_waiting(self, limiter, queue: deque, now: float) -> None:
         while queue:
+            if self._budget <= 0:
+                self._more = True
+                return
             entry = queue[0]
             if entry.removed:
                 queue.popleft()
@@ -239,6 +266,7 @@ class LeanEngine:
         entry.limiter = limiter
         entry.started = now
         self.in_flight += 1
+        self._budget -= 1
         conn = open_check(entry.probe.target, entry.plan)
         entry.conn = conn
         if isinstance(conn, str):

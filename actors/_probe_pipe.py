@@ -8,10 +8,12 @@ Commands (Prober → worker), a list of:
   ("watch", id, target, interval, limiter_key, limiter_tokens, quiet_after)
                                                    (idempotent: replaces)
   ("unwatch", id)                                               (unknown id: ignored)
-Reports (worker → Prober): (results, in_flight, missed, by_reason), by_reason
-the worker's checks so far per reason (cumulative), and results a
-list of (id, passed, reason, latency, folded): ProbeResults already folded
-by the worker (kglb.fold), ``folded`` the latencies of the earlier checks.
+Reports (worker → Prober): (results, in_flight, missed, by_reason, clock),
+by_reason the worker's checks so far per reason (cumulative), clock the
+worker's trio clock minus ``time.perf_counter()``, and results a list of
+(id, passed, reason, latency, folded, at): ProbeResults already folded by the
+worker (kglb.fold), ``folded`` the latencies of the earlier checks, ``at`` when
+the newest check finished, on the worker's trio clock.
 """
 
 from __future__ import annotations

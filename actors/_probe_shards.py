@@ -17,6 +17,7 @@ import math
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -194,15 +195,40 @@ class Shards:
     async def _collect(self, worker: _Worker, stdout: trio.abc.ReceiveStream) -> None:
         reader = _probe_pipe.FrameReader(stdout)
         while (frame := await reader.receive()) is not None:
-            results, worker.in_flight, worker.missed, worker.by_reason = frame
+            results, worker.in_flight, worker.missed, worker.by_reason, clock = frame
             now = trio.current_time()
-            for n, (probe_id, passed, reason, latency, folded) in enumerate(results, 1):
+            # Both trio clocks are perf_counter (CLOCK_MONOTONIC, one for all
+            # processes) plus an offset of their own.
+            shift = (now - time.perf_counter()) - clock
+            for n, (probe_id, passed, reason, latency, folded, at) in enumerate(
+                    urgent_first(results), 1):
                 if n % _YIELD_EVERY == 0:  # a large frame must not hold the loop
                     await trio.lowlevel.checkpoint()
                 probe = self._prober.probe_by_id(probe_id)
                 if probe is not None:  # else unwatched since
                     # Unpickled reasons are fresh strings; 10k kept copies of "ok" add up.
                     result = CheckResult(passed=passed, reason=sys.intern(reason), latency=latency)
-                    message = ProbeResult(target=probe.target, result=result, at=now,
-                                          folded=folded)
+                    message = ProbeResult(target=probe.target, result=result,
+                                          at=min(at + shift, now), folded=folded)
                     await self._prober.forward(probe, message)
+
+
+def urgent_first(results: list[tuple]) -> list[tuple]:
+    """A frame's results with those that may change a real's health first.
+
+    A result that is not folded may decide a weight; the folded ones (each
+    target's steady results, released every ~10 s) only add to counters, and a
+    frame can hold hundreds. A result moves ahead of other targets' results
+    only: one with a result of its own target held back before it stays after
+    that one, so each target's results keep their order.
+    """
+    first: list[tuple] = []
+    rest: list[tuple] = []
+    behind: set[int] = set()  # probe ids with a result in ``rest``
+    for result in results:
+        if not result[4] and result[0] not in behind:
+            first.append(result)
+        else:
+            rest.append(result)
+            behind.add(result[0])
+    return first + rest if first and rest else results

@@ -71,7 +71,7 @@ class BalancerMemory:
     def snapshot(self, config: BalancerConfig, *, statuses: bool = True) -> BalancerState:
         """The balancer as of now; with ``statuses``, every real's latest check (for status)."""
         return balancer_state(config, self.upstreams(config), initial=self.initial,
-                              fwmarks=self.fwmarks, statuses=statuses)
+                              fwmarks=self.fwmarks, statuses=statuses, previous=self.published)
 
     def release_fwmarks(self, pool: FwmarkPool) -> None:
         """Give back every mark held (the balancer is gone for good)."""

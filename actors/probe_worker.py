@@ -14,6 +14,7 @@ import importlib
 import math
 import os
 import sys
+import time
 
 import trio
 
@@ -23,8 +24,10 @@ from . import _probe_pipe
 from .probes import Prober
 
 # Results are gathered this long before a report is written (fewer, larger frames),
-# and a report goes out at least this often (in-flight counts).
+# and a report goes out at least this often (in-flight counts). A result that is not
+# folded may change a real's health: it waits only _GATHER_URGENT.
 _GATHER = 0.01
+_GATHER_URGENT = 0.002
 _REPORT_EVERY = 1.0
 
 
@@ -42,10 +45,12 @@ class _Outbox:
     def __init__(self) -> None:
         self.results: list[tuple] = []
         self.ready = trio.Event()
+        self.urgent = trio.Event()
 
     def take(self) -> list[tuple]:
         results, self.results = self.results, []
         self.ready = trio.Event()
+        self.urgent = trio.Event()
         return results
 
 
@@ -62,8 +67,11 @@ class _Tag:
 
     def send_nowait(self, message) -> None:
         r = message.result
-        self.outbox.results.append((self.probe_id, r.passed, r.reason, r.latency, message.folded))
+        self.outbox.results.append(
+            (self.probe_id, r.passed, r.reason, r.latency, message.folded, message.at))
         self.outbox.ready.set()
+        if not message.folded:
+            self.outbox.urgent.set()
 
     async def send(self, message) -> None:
         self.send_nowait(message)
@@ -111,10 +119,14 @@ async def _write_reports(worker: _Worker, stdout: trio.abc.SendStream) -> None:
     while True:
         with trio.move_on_after(_REPORT_EVERY):
             await worker.outbox.ready.wait()
-            await trio.sleep(_GATHER)
+            with trio.move_on_after(_GATHER):
+                await worker.outbox.urgent.wait()
+                await trio.sleep(_GATHER_URGENT)
         in_flight, missed = worker.prober.counters()
         # Counted here, as checked: the folded results reach the Prober later.
-        frame = (worker.outbox.take(), in_flight, missed, worker.prober.checks_done()[1])
+        # The clock's offset lets the Prober place each result's time on its own clock.
+        frame = (worker.outbox.take(), in_flight, missed, worker.prober.checks_done()[1],
+                 trio.current_time() - time.perf_counter())
         await stdout.send_all(_probe_pipe.encode(frame))
 
 

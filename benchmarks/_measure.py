@@ -187,7 +187,7 @@ class Recorder:
     the bring-up burst and the steady state are reported apart.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, flip_pool: tuple[str, ...] = ()) -> None:
         self.checks = 0  # delivered
         self.failed_checks = 0
         # Where checks are counted as they complete, when delivery lags (kglb-trio's
@@ -201,6 +201,12 @@ class Recorder:
         self.control_latency: dict[str, list[float]] = {}
         self.flip_latency: dict[str, list[float]] = {"down": [], "up": []}
         self.flip_control_latency: list[float] = []
+        # The same, cut where the result reached the control plane (the Prober
+        # delivering it): "probe" is the check's worker and the pipe, "control"
+        # the balancer, generator and writer. Only for the flip pool's reals.
+        self.flip_control_split: dict[str, list[float]] = {"probe": [], "control": []}
+        self._pool = frozenset(flip_pool)
+        self._arrived: dict[tuple[str, bool], float] = {}
         self.apply_seconds: dict[str, list[float]] = {}
         self.apply_ops: dict[str, int] = {}
         self.apply_errors = 0
@@ -211,8 +217,9 @@ class Recorder:
 
     # ---------------------------------------------------------------- check side
 
-    def result(self, address: str, passed: bool, checks: int = 1) -> None:
-        now = time.monotonic()
+    def result(self, address: str, passed: bool, checks: int = 1, at: float | None = None) -> None:
+        """A check of ``address`` finished at ``at`` (time.monotonic(); default: now)."""
+        now = time.monotonic() if at is None else at
         self.checks += checks
         if passed:
             self._last_pass[address] = now
@@ -228,8 +235,13 @@ class Recorder:
         return checks, checks - by_reason.get("ok", 0)
 
     def delivered(self, message: ProbeResult) -> None:
-        """A result as the prober delivers it, standing for ``message.checks`` checks."""
-        self.result(message.target.address, message.result.passed, message.checks)
+        """A result as the prober delivers it, standing for ``message.checks`` checks,
+        dated when its check finished (in a probe worker, before it arrived here)."""
+        now = time.monotonic()
+        address, passed = message.target.address, message.result.passed
+        if address in self._pool:
+            self._arrived[(address, passed)] = now
+        self.result(address, passed, message.checks, now - (trio.current_time() - message.at))
 
     # ---------------------------------------------------------------- data plane side
 
@@ -262,6 +274,10 @@ class Recorder:
             self.flip_latency["up" if up else "down"].append(at - flipped)
             if decided is not None:
                 self.flip_control_latency.append(at - decided)
+                arrived = self._arrived.get((address, up))
+                if arrived is not None:
+                    self.flip_control_split["probe"].append(arrived - decided)
+                    self.flip_control_split["control"].append(at - arrived)
 
     # ---------------------------------------------------------------- waiting
 

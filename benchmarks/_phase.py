@@ -303,7 +303,7 @@ async def _run_phase(spec: PhaseSpec, system) -> dict:
     dataplane_type = dataplane_class(spec.dataplane)  # imported before the RSS baseline too
     rss_start = rss_bytes()
     config = spec.config()
-    recorder = Recorder()
+    recorder = Recorder(spec.flip_pool)
     dataplane = TimedDataPlane(dataplane_type(), recorder)
     lag = LoopLag()
     stalls = Stalls()
@@ -409,6 +409,8 @@ async def _measure(spec: PhaseSpec, handle, recorder: Recorder, lag: LoopLag, st
     out["flip_latency_down"] = summary_ms(recorder.flip_latency["down"])
     out["flip_latency_up"] = summary_ms(recorder.flip_latency["up"])
     out["control_latency_flips"] = summary_ms(recorder.flip_control_latency)
+    out["control_latency_flips_split"] = {part: summary_ms(v)
+                                          for part, v in recorder.flip_control_split.items()}
     out["control_latency"] = {p: summary_ms(v) for p, v in recorder.control_latency.items()}
     if spec.system == "kglb":
         out["reload"] = await _reload(spec, handle, recorder)

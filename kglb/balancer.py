@@ -50,6 +50,7 @@ def balancer_state(
     initial: bool,
     fwmarks: Mapping[str, int] | None = None,
     statuses: bool = True,
+    previous: BalancerState | None = None,
 ) -> BalancerState:
     """The BalancerState of ``config`` given its upstreams, in config order.
 
@@ -58,6 +59,11 @@ def balancer_state(
     mark; a real without a mark gets no fwmark service. ``statuses=False``
     leaves ``reals`` empty: the generator does not read them, and building
     500 of them is half the cost of a state.
+
+    ``previous``, this balancer's last state, changes nothing in the result:
+    its Real objects are reused where equal. A publication then builds only
+    the reals that changed, and comparing it with the last one (and hashing
+    it in the generator) finds the others identical at once.
     """
     fall = config.checker.fall
     weight_up = config.weight_up
@@ -76,16 +82,22 @@ def balancer_state(
 
     reals = []
     weights: dict[str, int] = {}
+    port, forward = config.port, config.forward
+    reuse = _reals_by_address(previous, config.service.key)
     for address, up in chosen.items():
-        weights[address] = weight_up if failsafe or up.health.up else 0
+        weight = weights[address] = weight_up if failsafe or up.health.up else 0
         provisional = not failsafe and not up.health.decided(fall)
-        reals.append(Real(key=RealKey(address=address, port=config.port), weight=weights[address],
-                          forward=config.forward, hostname=up.host, provisional=provisional))
+        real = reuse.get(address)
+        if (real is None or real.weight != weight or real.provisional != provisional
+                or real.hostname != up.host or real.key.port != port or real.forward != forward):
+            real = Real(key=RealKey(address=address, port=port), weight=weight,
+                        forward=forward, hostname=up.host, provisional=provisional)
+        reals.append(real)
 
     services = [ServiceState(service=config.service, reals=tuple(reals), name=config.name)]
     marks = fwmarks or {}
     if config.enable_fwmarks:
-        services.extend(_fwmark_services(config, chosen, marks))
+        services.extend(_fwmark_services(config, chosen, marks, previous))
 
     reals_status = () if not statuses else tuple(
         RealStatus(
@@ -117,17 +129,32 @@ def balancer_state(
     )
 
 
+def _reals_by_address(previous: BalancerState | None, key: ServiceKey) -> Mapping[str, Real]:
+    if previous is None or not previous.services or previous.services[0].key != key:
+        return {}
+    return {real.key.address: real for real in previous.services[0].reals}
+
+
 def _fwmark_services(
-    config: BalancerConfig, chosen: Mapping[str, Upstream], marks: Mapping[str, int]
+    config: BalancerConfig, chosen: Mapping[str, Upstream], marks: Mapping[str, int],
+    previous: BalancerState | None,
 ) -> list[ServiceState]:
     # kglb §3.7: rr, one real, always weight_up ("otherwise ipvs drops health
     # checks"). A MASQ real keeps its port (decisions.md row 8); TUNNEL uses 0.
     port = 0 if config.forward is ForwardMethod.TUNNEL else config.port
+    reuse = {} if previous is None else {s.key.fwmark: s for s in previous.services[1:]}
     out = []
     for address, up in chosen.items():
         mark = marks.get(address)
         if mark is None:
             continue
+        old = reuse.get(mark)
+        if old is not None:
+            real = old.reals[0]
+            if (real.key.address == address and real.key.port == port and real.hostname == up.host
+                    and real.weight == config.weight_up and real.forward == config.forward):
+                out.append(old)
+                continue
         service = Service(key=ServiceKey.for_fwmark(mark, Family.of(address)), scheduler="rr")
         real = Real(key=RealKey(address=address, port=port), weight=config.weight_up,
                     forward=config.forward, hostname=up.host)

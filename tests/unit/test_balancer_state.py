@@ -2,6 +2,9 @@
 
 from dataclasses import replace
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from _control_fakes import balancer_config
 
 from kglb import Family, ForwardMethod, Health, LinkAddress, RealKey, ServiceKey
@@ -151,3 +154,49 @@ def test_statuses_can_be_left_out_and_change_nothing_else():
     lean = balancer_state(config, upstreams, initial=False, statuses=False)
     assert len(full.reals) == 2 and lean.reals == ()
     assert replace(full, reals=()) == lean
+
+
+HEALTHS = st.sampled_from([UP, DOWN, UNKNOWN, Health(up=True, count=-1)])
+HOSTS = ("10.1.0.1", "10.1.0.2", "10.1.0.3", "fd00::4")
+
+
+@st.composite
+def configs_and_upstreams(draw):
+    config = balancer_config(
+        hosts=HOSTS, port=draw(st.sampled_from([80, 443])),
+        forward=draw(st.sampled_from([ForwardMethod.TUNNEL, ForwardMethod.MASQ])),
+        enable_fwmarks=draw(st.booleans()), vip=draw(st.sampled_from(["10.0.0.1", "10.0.0.2"])),
+        weight_up=draw(st.sampled_from([1000, 5])), fall=draw(st.sampled_from([1, 3])))
+    upstreams = [Upstream(host=h, address=draw(st.sampled_from([h, None, "10.1.0.1"])),
+                          health=draw(HEALTHS)) for h in HOSTS]
+    marks = {a: 100 + i for i, a in enumerate(HOSTS) if draw(st.booleans())}
+    return config, upstreams, marks
+
+
+@settings(max_examples=600)
+@given(configs_and_upstreams(), configs_and_upstreams(), st.booleans())
+def test_a_previous_state_changes_nothing_in_the_result(before, now, initial):
+    previous = balancer_state(before[0], before[1], initial=initial, fwmarks=before[2])
+    config, upstreams, marks = now
+    fresh = balancer_state(config, upstreams, initial=initial, fwmarks=marks)
+    assert balancer_state(config, upstreams, initial=initial, fwmarks=marks,
+                          previous=previous) == fresh
+
+
+def test_a_previous_state_lends_its_unchanged_reals():
+    config = balancer_config(hosts=("10.1.0.1", "10.1.0.2", "10.1.0.3"), enable_fwmarks=True)
+    marks = {"10.1.0.1": 7, "10.1.0.2": 8, "10.1.0.3": 9}
+    upstreams = ups(("10.1.0.1", UP), ("10.1.0.2", UP), ("10.1.0.3", UP))
+    previous = balancer_state(config, upstreams, initial=False, fwmarks=marks)
+    upstreams[1] = replace(upstreams[1], health=DOWN)
+    state = balancer_state(config, upstreams, initial=False, fwmarks=marks, previous=previous)
+    old, new = previous.services[0].reals, state.services[0].reals
+    assert [a is b for a, b in zip(old, new)] == [True, False, True]
+    assert new[1].weight == 0
+    # fwmark services do not depend on health: all three are the same objects
+    assert all(a is b for a, b in zip(previous.services[1:], state.services[1:]))
+    # a new weight_up changes every fwmark service: none is lent
+    config = replace(config, weight_up=5)
+    again = balancer_state(config, upstreams, initial=False, fwmarks=marks, previous=state)
+    assert again == balancer_state(config, upstreams, initial=False, fwmarks=marks)
+    assert not any(a is b for a, b in zip(state.services[1:], again.services[1:]))

@@ -15,7 +15,17 @@ from benchmarks._phase import describe_error
 from benchmarks._report import rss_slopes, table, targets
 from actors.probes import suggested_workers
 from benchmarks.e2e import _probe_workers, flip_pool
-from kglb import AddReal, DeleteReal, Real, RealKey, ServiceKey, UpdateReal
+from kglb import (
+    AddReal,
+    CheckResult,
+    DeleteReal,
+    ProbeResult,
+    ProbeTarget,
+    Real,
+    RealKey,
+    ServiceKey,
+    UpdateReal,
+)
 from kglb.config import HttpCheck, TcpCheck, load
 
 
@@ -98,6 +108,25 @@ async def test_recorder_times_check_to_data_plane_and_flips():
     assert 1.0 <= recorder.flip_latency["down"][0] < 1.5
     assert recorder.flip_latency["up"] == [] and len(recorder.flip_control_latency) == 1
     assert recorder.apply_ops == {"bringup": 4, "steady": 2}
+
+
+async def test_recorder_dates_a_delivered_result_when_it_was_checked():
+    key = ServiceKey.tcp("10.255.0.1", 80)
+    target = ProbeTarget(address="127.1.1.1", port=18080, check=TcpCheck())
+    recorder = Recorder(flip_pool=("127.1.1.1",))
+    recorder.expect("127.1.1.1", True, time.monotonic())
+    # checked 0.2 s ago in a probe worker, delivered only now
+    recorder.delivered(ProbeResult(target=target, result=CheckResult(passed=True),
+                                   at=trio.current_time() - 0.2))
+    now = time.monotonic()
+    recorder.applied([AddReal(service=key, real=Real(key=RealKey(address="127.1.1.1",
+                                                                 port=18080), weight=1))],
+                     now, now + 0.05, 0)  # the data plane shows it 50 ms later
+    [latency] = recorder.control_latency["bringup"]
+    assert 0.25 <= latency < 0.35
+    assert recorder.flip_control_latency == [latency]
+    [probe], [control] = recorder.flip_control_split.values()
+    assert 0.2 <= probe < 0.25 and 0.05 <= control < 0.1
 
 
 def test_rss_slope_cancels_fixed_costs():

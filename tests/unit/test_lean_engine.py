@@ -193,3 +193,36 @@ async def test_prober_lean_delivers_to_watchers_and_counts(nursery, check_serve)
     for watch in watches:
         watch.cancel()
     assert prober.statistics().targets == 0
+
+
+def test_a_step_behind_schedule_is_bounded_and_asks_to_go_on_at_once(silent, monkeypatch):
+    monkeypatch.setattr("actors._lean_engine.STARTS_PER_STEP", 4)
+    h = Harness()
+    probes = [hanging(silent, interval=10.0) for _ in range(10)]
+    for probe in probes:
+        h.engine.add(probe)
+    assert h.engine.step(0.0) == 0.0  # 4 started, 6 still due: at once
+    assert h.engine.in_flight == 4
+    assert h.engine.step(0.001) == 0.001
+    assert h.engine.in_flight == 8
+    assert h.engine.step(0.002) == pytest.approx(0.004)  # all started: back to ticks
+    assert h.engine.in_flight == 10 and h.engine.missed == 0
+
+
+def test_a_poll_takes_a_bounded_number_of_completions(silent, monkeypatch):
+    monkeypatch.setattr("actors._lean_engine.EVENTS_PER_POLL", 2)
+    h = Harness()
+    probes = [Probe(ProbeTarget(address="127.0.0.1", port=silent, check=TcpCheck()), 10.0)
+              for _ in range(5)]
+    for probe in probes:
+        h.engine.add(probe)
+    wake_at = h.engine.step(0.0)  # 5 connects to a listening port: all complete at once
+    done = [len(h.results)]
+    while h.engine.in_flight:
+        assert wake_at == h.now  # 2 taken, more ready: go on at once
+        select.select([h.engine.fileno()], [], [], 1.0)
+        h.now += 0.1
+        wake_at = h.engine.step(h.now)
+        done.append(len(h.results))
+    assert done == [2, 4, 5]
+    assert {reason for _, _, reason in h.results} == {"ok"}

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 
 import pytest
 import trio
 
+from actors._probe_shards import urgent_first
 from actors.probes import Prober
 from kglb import ProbeTarget
 from kglb.config import TcpCheck
@@ -93,3 +95,43 @@ async def test_steady_results_are_folded_where_they_are_checked(nursery, check_s
         assert prober.statistics().checks == sum(m.checks for m in got)
     else:  # counted as checked: the held ones too
         assert prober.statistics().checks >= sum(m.checks for m in got)
+
+
+async def test_a_result_carries_when_the_worker_checked_it_not_when_it_arrived(
+        nursery, check_serve):
+    """While the control plane is busy the worker goes on checking; the results it
+    then reads are dated when they were checked (the latency a change really had)."""
+    port = await check_serve(lambda stream: stream.aclose())
+    target = ProbeTarget(address="127.0.0.1", port=port, check=TcpCheck(timeout_ms=1000))
+    prober = Prober(workers=1, jitter=0)
+    await nursery.start(prober.run)
+    send, receive = trio.open_memory_channel(1000)
+    prober.watch(target, interval=0.1, limiter=trio.CapacityLimiter(1), send=send)
+    with trio.fail_after(15):
+        await receive.receive()  # the worker is up and checking
+    drain(receive)
+    busy_from = trio.current_time()
+    time.sleep(0.6)  # holds the whole trio thread, as a long step would
+    busy_until = trio.current_time()
+    got = []
+    with trio.move_on_after(0.3):
+        while True:
+            got.append(await receive.receive())
+    checked_while_busy = [m.at for m in got if busy_from < m.at < busy_until - 0.05]
+    assert len(checked_while_busy) >= 3  # ~6 checks ran while the loop was held
+    assert all(m.at <= trio.current_time() for m in got)
+
+
+def test_a_frame_delivers_results_that_may_decide_first_in_each_targets_order():
+    f = (0.1,)  # a folded result (it carries earlier latencies)
+
+    def result(probe_id, tag, folded=()):
+        return (probe_id, True, tag, 0.0, folded, 0.0)
+
+    frame = [result(1, "a", f), result(2, "b"), result(1, "c"), result(3, "d", f),
+             result(2, "e"), result(4, "g")]
+    ordered = urgent_first(frame)
+    assert [r[2] for r in ordered] == ["b", "e", "g", "a", "c", "d"]
+    for probe_id in (1, 2, 3, 4):  # each target's own order is kept
+        assert [r for r in ordered if r[0] == probe_id] == [r for r in frame if r[0] == probe_id]
+    assert urgent_first(frame[:1]) == frame[:1]
