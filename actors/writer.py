@@ -14,7 +14,11 @@ The last known state is thrown away and the kernel re-read in full:
 
 * every ``resync_interval`` seconds (kglb's 30 s ticker). Operations needed
   then are drift (someone changed the kernel): they are applied and counted in
-  ``drift_repairs``;
+  ``drift_repairs``. While the last apply succeeded, that read runs beside the
+  applying (IPVS reads it on its second netlink thread: ~0.15 s for 10k reals),
+  so a new state never waits for it; a read during which anything was applied
+  is thrown away and done again, and after three such the resync reads in the
+  apply path;
 * after any failed operation, before planning again, with bounded retries and
   exponential backoff. After the last retry the manager state is
   ``set_state_failed`` and the next timer tick tries again.
@@ -40,6 +44,7 @@ newest state the writer had received, since the generator only sends on change.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import time
 from collections import Counter
@@ -150,6 +155,11 @@ class Writer:
         self._saved: Owned | None = None
         self._operations: Counter[str] = Counter()
         self._errors: Counter[int] = Counter()
+        # Resync reads beside the applying: the apply count when a read started,
+        # and (that count, the state read) once it is done.
+        self._applying = 0  # bumped before and after every apply
+        self._fresh: tuple[int, DataPlaneState] | None = None
+        self._waiting: trio.CancelScope | None = None  # the apply loop's wait for a state
         self._stats = WriterStatistics()
 
     def __repr__(self) -> str:
@@ -192,33 +202,55 @@ class Writer:
         async with trio.open_nursery() as nursery:
             # Counters are statistics: read beside the applying, never in its way.
             nursery.start_soon(self._counters_loop)
-            await self._apply_loop(receive_states)
+            await self._apply_loop(receive_states, nursery)
             nursery.cancel_scope.cancel()
         await self._shutdown()
 
-    async def _apply_loop(self, receive_states: trio.MemoryReceiveChannel[DataPlaneState]) -> None:
+    async def _apply_loop(self, receive_states: trio.MemoryReceiveChannel[DataPlaneState],
+                          nursery: trio.Nursery) -> None:
         next_resync = trio.current_time() + self._resync_interval
         # A run after a crash owes the kernel the newest state received so far
         # (or a newer one already queued): the generator will not send it again.
         owed = self._desired
+        reading, stale = False, 0
+        self._fresh = self._waiting = None
         while True:
             desired, closed = owed, False
             owed = None
-            if desired is None:
-                with trio.move_on_at(next_resync):
+            if desired is None and self._fresh is None:
+                with trio.move_on_at(math.inf if reading else next_resync) as self._waiting:
                     try:
                         desired = await receive_states.receive()
                     except trio.EndOfChannel:
                         closed = True
+                self._waiting = None
             if desired is not None:
                 desired, closed = _drain(receive_states, desired)
                 self._desired = desired  # before any checkpoint: a crash loses nothing
                 await self._converge(desired)
             if closed:
                 return
-            if trio.current_time() >= next_resync:
-                await self._resync()
-                next_resync = trio.current_time() + self._resync_interval
+            if self._fresh is not None:
+                (started, state), self._fresh = self._fresh, None
+                reading = False
+                if started == self._applying and self._stats.manager_state == "available":
+                    await self._resync(state)
+                    next_resync = trio.current_time() + self._resync_interval
+                    stale = 0
+                elif (stale := stale + 1) < 3:
+                    reading = True  # something was applied meanwhile: read again
+                    nursery.start_soon(self._read_aside)
+                else:
+                    await self._resync()
+                    next_resync = trio.current_time() + self._resync_interval
+                    stale = 0
+            elif not reading and trio.current_time() >= next_resync:
+                if self._kernel is not None and self._stats.manager_state == "available":
+                    reading = True
+                    nursery.start_soon(self._read_aside)
+                else:  # nothing applied yet, or the last apply failed: read in the path
+                    await self._resync()
+                    next_resync = trio.current_time() + self._resync_interval
 
     # ----------------------------------------------------------------- applying
 
@@ -260,12 +292,17 @@ class Writer:
 
     async def _apply_or_fail(self, ops: Sequence[Operation]) -> bool:
         """Apply ``ops``; True if anything failed (the kernel is then unknown)."""
+        if not ops:
+            return False
+        self._applying += 1  # a read beside this apply may see half of it
         try:
             return bool(await self._apply(ops))
         except OSError as e:  # the kernel or the speaker could not be reached at all
             log.error("cannot apply", error=str(e), errno=e.errno)
             self._count_error(e.errno or 0)
             return True
+        finally:
+            self._applying += 1
 
     async def _apply(self, ops: Sequence[Operation]) -> list[OperationError]:
         """Apply ``ops`` stage by stage; the failures of the first failing stage."""
@@ -326,12 +363,30 @@ class Writer:
         self._update(owned=self._owned)
         return True
 
-    async def _resync(self) -> None:
-        self._kernel = None
+    async def _resync(self, state: DataPlaneState | None = None) -> None:
+        """Converge to the desired state from a fresh read (``state``, read beside
+        the applying with nothing applied meanwhile; None: read now)."""
+        self._kernel = state
+        self._synced = None
         if self._desired is None:
             await self._reread(DataPlaneState(), None)
         else:
             await self._converge(self._desired, resync=True)
+
+    async def _read_aside(self) -> None:
+        started = self._applying
+        try:
+            state = await self._read()
+        except OSError as e:
+            log.error("cannot read the kernel", error=str(e), errno=e.errno)
+            self._count_error(e.errno or 0)
+            state = None
+        if state is None:
+            started = -1  # never equal: the apply loop reads again
+            state = DataPlaneState()
+        self._fresh = (started, state)
+        if self._waiting is not None:
+            self._waiting.cancel()
 
     async def _counters_loop(self) -> None:
         while True:

@@ -7,7 +7,8 @@ hands each result back with ``TrioToken.run_sync_soon``. There is never a
 thread per call: pyroute2's sync API builds a new asyncio loop in every fresh
 thread, and one owner thread measured 2x faster (shared/reference/libraries.md §4).
 Counters are dumped by a second such thread, so that statistics never delay
-a change of the data plane.
+a change of the data plane; reads go there too while the first thread is idle,
+so the writer's periodic full read never delays an apply either.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ class IpvsDataPlane:
 
     ``counters()`` runs on a second thread with sockets of its own, started
     at its first call: a dump of 10k reals' counters (~0.15 s natively) must
-    not hold up an ``apply`` queued behind it.
+    not hold up an ``apply`` queued behind it. ``read()`` runs there too,
+    beside any apply (the writer throws away a read that overlapped one),
+    unless an apply whose caller was cancelled is still unfinished: then it
+    queues behind it on the first thread and sees all it did.
     """
 
     def __init__(self, links: Sequence[str] = ("lo",)) -> None:
@@ -47,13 +51,16 @@ class IpvsDataPlane:
         self._closed = False
         self._main = _NetlinkThread(self._links, "kglb-netlink")
         self._stats: _NetlinkThread | None = None
+        self._reader = self._main  # the thread of the last read
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<IpvsDataPlane links={','.join(self._links)} {state}>"
 
     async def read(self) -> DataPlaneState:
-        return await self._call(self._main, KernelSession.read)
+        thread = self._main if self._main.abandoned else self._stats_thread()
+        self._reader = thread
+        return await self._call(thread, KernelSession.read)
 
     async def apply(self, ops: Sequence[Operation]) -> list[OperationError]:
         batch = tuple(ops)
@@ -62,13 +69,16 @@ class IpvsDataPlane:
         return await self._call(self._main, lambda session: session.apply(batch))
 
     async def counters(self) -> dict[ServiceKey, ServiceCounters]:
-        if self._stats is None and not self._closed:
-            self._stats = _NetlinkThread(self._links, "kglb-netlink-stats")
-        return await self._call(self._stats, KernelSession.counters)
+        return await self._call(self._stats_thread(), KernelSession.counters)
 
     async def unrepresentable(self) -> int:
         """How many kernel objects the last read skipped (SCTP services, unknown schedulers...)."""
-        return await self._call(self._main, lambda session: session.unrepresentable)
+        return await self._call(self._reader, lambda session: session.unrepresentable)
+
+    def _stats_thread(self) -> _NetlinkThread | None:
+        if self._stats is None and not self._closed:
+            self._stats = _NetlinkThread(self._links, "kglb-netlink-stats")
+        return self._stats
 
     async def aclose(self) -> None:
         if self._closed:
@@ -89,6 +99,7 @@ class _NetlinkThread:
 
     def __init__(self, links: tuple[str, ...], name: str) -> None:
         self._links = links
+        self.abandoned = 0  # calls queued or running whose callers stopped waiting
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
@@ -98,13 +109,21 @@ class _NetlinkThread:
         results: list[outcome.Outcome] = []
 
         def deliver(result: outcome.Outcome) -> None:
+            if abandoned:
+                self.abandoned -= 1
             results.append(result)
             done.set()
 
+        abandoned = False
         self._jobs.put((fn, trio.lowlevel.current_trio_token(), deliver))
-        # A cancelled caller stops waiting; the thread still finishes the call,
-        # and the next call queues behind it (the writer re-reads after that).
-        await done.wait()
+        try:
+            await done.wait()
+        except BaseException:
+            # A cancelled caller stops waiting; the thread still finishes the call,
+            # and the next call queues behind it (the writer re-reads after that).
+            abandoned = not done.is_set()
+            self.abandoned += abandoned
+            raise
         return results[0].unwrap()
 
     async def aclose(self) -> None:

@@ -318,3 +318,52 @@ async def test_an_unreachable_kernel_is_retried(harness, autojump_clock):
     assert h.stats.manager_state == "available"
     assert dict(h.stats.errors_by_errno) == {errno.ENOBUFS: 1}
     assert h.dp.state == kernel_view(state)
+
+
+class SlowReads(MemoryDataPlane):
+    """A kernel whose full read takes ``seconds`` (IPVS at 10k reals: ~0.15 s)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.started = 0  # reads begun (``reads``: reads done)
+
+    async def read(self) -> DataPlaneState:
+        self.started += 1
+        await trio.sleep(self.seconds)
+        return await super().read()
+
+
+async def test_a_resync_read_never_delays_an_apply(harness, autojump_clock):
+    h = await harness(dp=SlowReads(2.0))
+    start = trio.current_time()  # after the read at start
+    await h.put(desired(1000, 1000))
+    h.dp.tamper([DeleteReal(service=VIP, real=RealKey(address="10.1.0.2", port=80))])
+    await trio.sleep_until(start + 30.5)  # the resync read runs from +30 s to +32 s
+    assert (h.dp.started, h.dp.reads) == (2, 1)
+    started = trio.current_time()
+    await h.put(desired(1000, 1000, 0))
+    assert trio.current_time() - started < 0.01  # applied at once, not after the read
+    assert h.stats.drift_repairs == 0
+    # That read saw the kernel before the apply: it is thrown away, and a new one
+    # finds the drift.
+    await trio.sleep_until(start + 36)
+    assert (h.dp.started, h.dp.reads) == (3, 3)
+    assert h.dp.state == kernel_view(desired(1000, 1000, 0))
+    assert h.stats.drift_repairs == 1
+
+
+async def test_reads_spoiled_by_applies_three_times_read_in_the_apply_path(
+        harness, autojump_clock):
+    h = await harness(dp=SlowReads(2.0))
+    start = trio.current_time()
+    await h.put(desired(1000, 1000))
+    h.dp.tamper([DeleteReal(service=VIP, real=RealKey(address="10.1.0.2", port=80))])
+    weights = iter(range(1, 100))
+    while h.stats.drift_repairs == 0 and trio.current_time() < start + 60:
+        await h.put(desired(1000, 1000, next(weights)))  # a change every second
+        await trio.sleep(1)
+    assert h.stats.drift_repairs == 1 and trio.current_time() < start + 45
+    # 1 at start; 3 beside the applies, each spoiled; 1 in the apply path
+    assert h.dp.started == 5
+    assert h.dp.state.services[0].reals[1].weight == 1000
