@@ -25,7 +25,8 @@ from .probes import Prober
 
 # Results are gathered this long before a report is written (fewer, larger frames),
 # and a report goes out at least this often (in-flight counts). A result that is not
-# folded may change a real's health: it waits only _GATHER_URGENT.
+# folded may change a real's health: it goes at once, or _GATHER_URGENT after the
+# last report.
 _GATHER = 0.01
 _GATHER_URGENT = 0.002
 _REPORT_EVERY = 1.0
@@ -116,18 +117,22 @@ async def _read_commands(worker: _Worker, stdin: trio.abc.ReceiveStream) -> None
 
 
 async def _write_reports(worker: _Worker, stdout: trio.abc.SendStream) -> None:
+    written = -math.inf
     while True:
         with trio.move_on_after(_REPORT_EVERY):
             await worker.outbox.ready.wait()
             with trio.move_on_after(_GATHER):
                 await worker.outbox.urgent.wait()
-                await trio.sleep(_GATHER_URGENT)
+                # At once, unless a report just went: a burst of changes (every
+                # real coming up at start) still makes few, larger frames.
+                await trio.sleep_until(written + _GATHER_URGENT)
         in_flight, missed = worker.prober.counters()
         # Counted here, as checked: the folded results reach the Prober later.
         # The clock's offset lets the Prober place each result's time on its own clock.
         frame = (worker.outbox.take(), in_flight, missed, worker.prober.checks_done()[1],
                  trio.current_time() - time.perf_counter())
         await stdout.send_all(_probe_pipe.encode(frame))
+        written = trio.current_time()
 
 
 async def serve(check, *, jitter: float, shares: int, sources: dict, fold_period: float) -> None:
