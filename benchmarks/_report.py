@@ -170,6 +170,10 @@ def table(run: dict) -> str:
             f"{name} {'MET' if ok else 'NOT MET'}" if ok is not None
             else f"{name} n/a ({'N<10k' if run['reals'] < TARGET_REALS else 'not measured'})"
             for name, ok in met.items()))
+        samples = _get(k, "control_latency_flips", "n") or 0
+        if met.get("control_latency_p99_le_50ms") is not None and samples < 100:
+            lines.append(f"  (check -> data plane: {samples} samples, so p99 is the maximum; "
+                         "a longer --duration gives a real p99)")
     return "\n".join(lines)
 
 

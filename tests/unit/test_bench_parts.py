@@ -150,6 +150,9 @@ def test_report_table_and_targets():
                             "reload_lt_1s_no_resets": True}
     text = table(run)
     assert "2.00x" in text and "0.300 / 0" in text and "NOT MET" not in text
+    assert "10 samples, so p99 is the maximum" in text
+    longer = {**kglb, "control_latency_flips": {**phase["control_latency_flips"], "n": 240}}
+    assert "p99 is the maximum" not in table({**run, "kglb": longer})
     assert targets({**run, "reals": 1000})["control_latency_p99_le_50ms"] is None
 
 
