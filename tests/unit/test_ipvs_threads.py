@@ -39,6 +39,13 @@ class FakeSession:
         pass
 
 
+async def recorded(call: tuple[str, str]) -> None:
+    """Wait until the fake session has run ``call`` (threads: real time)."""
+    with trio.fail_after(5):
+        while call not in FakeSession.calls:
+            await trio.sleep(0.001)
+
+
 async def test_reads_go_beside_applies_unless_an_apply_is_unfinished(monkeypatch):
     monkeypatch.setattr(ipvs, "KernelSession", FakeSession)
     FakeSession.calls = []
@@ -51,19 +58,23 @@ async def test_reads_go_beside_applies_unless_an_apply_is_unfinished(monkeypatch
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(dataplane.apply, ["an op"])
-            await trio.sleep(0.05)
+            await recorded(("apply", "kglb-netlink"))
             await dataplane.read()  # an apply running: the read does not wait for it
             assert FakeSession.calls[-1] == ("read", "kglb-netlink-stats")
             FakeSession.release.set()
 
         # An apply whose caller gave up still runs: a read then queues behind it.
         FakeSession.release.clear()
-        with trio.move_on_after(0.05):
-            await dataplane.apply(["an op"])
+        FakeSession.calls.clear()
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(dataplane.apply, ["an op"])
+                await recorded(("apply", "kglb-netlink"))
+                scope.cancel()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(dataplane.read)
             await trio.sleep(0.05)
-            assert FakeSession.calls[-1] == ("apply", "kglb-netlink")  # the read waits
+            assert FakeSession.calls == [("apply", "kglb-netlink")]  # the read waits
             FakeSession.release.set()
         assert FakeSession.calls[-1] == ("read", "kglb-netlink")
         assert await dataplane.unrepresentable() == 0
