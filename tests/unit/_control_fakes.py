@@ -36,6 +36,21 @@ def balancer_config(
         bgp=bgp, **kwargs)
 
 
+class ResolverBug:
+    """A resolver whose second call raises: the first re-resolution (60 s after
+    the start) crashes the balancer."""
+
+    def __init__(self, address: str = "10.1.0.1") -> None:
+        self.address = address
+        self.calls = 0
+
+    async def __call__(self, host: str, family) -> str:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("resolver bug")
+        return self.address
+
+
 class FakeCheck:
     """A check function whose answer per real address the test sets: ``fake.up[ip] = False``."""
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
 
 import pytest
 import trio
@@ -25,6 +27,27 @@ def _can_mark() -> bool:
 
 
 needs_mark = pytest.mark.skipif(not _can_mark(), reason="SO_MARK needs CAP_NET_ADMIN (run as root)")
+
+
+@contextlib.contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A loopback port whose accept queue is full: the kernel drops further SYNs,
+    so a connect to it hangs until the check's timeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(4):
+                filler = socket.socket()
+                fillers.append(filler)
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", port))
+            yield port
+        finally:
+            for filler in fillers:
+                filler.close()
 
 
 def closed_port(host: str) -> int:
@@ -55,23 +78,9 @@ async def test_tcp_refused(host):
 
 
 async def test_tcp_no_answer_is_a_timeout():
-    # A full accept queue: the kernel drops further SYNs, so connect hangs.
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        port = listener.getsockname()[1]
-        fillers = []
-        for _ in range(4):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", port))
-            fillers.append(s)
-        try:
-            target = ProbeTarget(address="127.0.0.1", port=port, check=TcpCheck(timeout_ms=200))
-            result = await run_check(target)
-        finally:
-            for s in fillers:
-                s.close()
+    with unanswered_port() as port:
+        target = ProbeTarget(address="127.0.0.1", port=port, check=TcpCheck(timeout_ms=200))
+        result = await run_check(target)
     assert (result.passed, result.reason) == (False, "timeout")
     assert 0.19 <= result.latency < 1
 

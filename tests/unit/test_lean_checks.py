@@ -22,7 +22,7 @@ from kglb import ProbeTarget, ServiceKey
 from kglb.config import DnsCheck, HttpCheck, TcpCheck
 
 from test_checks_http import ok, read_request, responder
-from test_checks_tcp import closed_port, needs_mark
+from test_checks_tcp import closed_port, needs_mark, unanswered_port
 
 
 class Probe:
@@ -68,22 +68,9 @@ async def test_tcp_ok_and_refused(nursery, check_serve, host):
 
 
 async def test_tcp_no_answer_is_a_timeout(nursery):
-    with socket.socket() as listener:  # a full accept queue: further SYNs are dropped
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        port = listener.getsockname()[1]
-        fillers = []
-        for _ in range(4):
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex(("127.0.0.1", port))
-            fillers.append(filler)
-        try:
-            target = ProbeTarget(address="127.0.0.1", port=port, check=TcpCheck(timeout_ms=200))
-            result = await both(nursery, target)
-        finally:
-            for filler in fillers:
-                filler.close()
+    with unanswered_port() as port:
+        target = ProbeTarget(address="127.0.0.1", port=port, check=TcpCheck(timeout_ms=200))
+        result = await both(nursery, target)
     assert result.reason == "timeout" and 0.19 <= result.latency < 0.5
 
 

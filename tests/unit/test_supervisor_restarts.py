@@ -4,7 +4,7 @@ from functools import partial
 
 import pytest
 import trio
-from _control_fakes import FakeCheck, balancer_config
+from _control_fakes import FakeCheck, ResolverBug, balancer_config
 
 from actors.app import run_kglb
 from actors.dataplane import MemoryDataPlane
@@ -75,15 +75,7 @@ async def test_crashes_spread_over_time_do_not_add_up(autojump_clock):
 
 
 async def test_balancer_crash_is_restarted_and_the_data_plane_untouched(autojump_clock):
-    calls = 0
-
-    async def resolve(host, family):
-        nonlocal calls
-        calls += 1
-        if calls == 2:  # the first re-resolution (60 s later) crashes the balancer
-            raise RuntimeError("resolver bug")
-        return "10.1.0.1"
-
+    resolve = ResolverBug()
     config = Config(balancers=(balancer_config(hosts=("web1.example",)),))
     dataplane = MemoryDataPlane()
     async with trio.open_nursery() as nursery:

@@ -6,7 +6,7 @@ from functools import partial
 
 import pytest
 import trio
-from _control_fakes import FakeCheck, balancer_config
+from _control_fakes import FakeCheck, ResolverBug, balancer_config
 from test_supervisor_restarts import leaf
 from test_writer import desired, kernel_view
 
@@ -137,15 +137,7 @@ async def test_writer_crashing_beyond_intensity_stops_run_kglb_and_keeps_the_ker
 
 
 async def test_writer_and_balancer_crashes_share_the_intensity(autojump_clock):
-    calls = 0
-
-    async def resolve(host, family):
-        nonlocal calls
-        calls += 1
-        if calls == 2:  # the first re-resolution (60 s later) crashes the balancer
-            raise RuntimeError("resolver bug")
-        return "10.1.0.1"
-
+    resolve = ResolverBug()
     dp = CrashingDataPlane(crash_on={1})
     config = Config(balancers=(balancer_config(hosts=("web1.example",)),))
     with pytest.raises(BaseExceptionGroup) as info:
