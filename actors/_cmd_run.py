@@ -5,7 +5,8 @@ its path and exits 2 before anything is touched); the preflight checks of
 the host (errors exit 1, warnings are logged; skipped with ``--dry-run``);
 the stats/status server binds (a bad address exits before the kernel is
 touched, decisions.md row 4); signal handlers; then the control plane.
-SIGHUP (and, with ``--watch-config``, a change of the file's mtime) reloads;
+SIGUSR2 drains the host (``kglb-trio drain``, actors/drain.py) and then
+stops. SIGHUP (and, with ``--watch-config``, a change of the file's mtime) reloads;
 a failed reload keeps the running config. Under systemd it sends READY=1 once
 the kernel matches the first desired state, STOPPING=1 at shutdown, and
 watchdog pings. Exit status: 0 after a graceful shutdown, 1 after a forced
@@ -108,7 +109,8 @@ async def _run(args, config: Config, speaker) -> int:
                                             loop_lag=loop_lag))
                 await nursery.start(loop_lag.run)
                 await nursery.start(partial(run_signal_handler, shutdown=shutdown, force=force,
-                                            reload=lambda: _reload(args.config, late.handle)))
+                                            reload=lambda: _reload(args.config, late.handle),
+                                            drain=lambda: _drain(late.handle, args.drain_timeout)))
                 prober = Prober(source_v4=args.source_ipv4, source_v6=args.source_ipv6,
                                 workers=_probe_workers(args.probe_workers, config))
                 stopped = trio.Event()
@@ -119,7 +121,7 @@ async def _run(args, config: Config, speaker) -> int:
                         ownership_path=None if args.dry_run else args.state_file,
                         keep_on_exit=args.keep_on_exit,
                         on_apply=_print_operations if args.dry_run else None,
-                        task_status=task_status)
+                        sync_daemons=_sync_daemons(dataplane), task_status=task_status)
                     stopped.set()
 
                 late.handle = await nursery.start(control_plane)
@@ -136,6 +138,21 @@ async def _run(args, config: Config, speaker) -> int:
     return 1 if forced else 0
 
 
+def _drain(handle: KglbHandle | None, timeout: float) -> None:
+    if handle is not None:
+        sdnotify.notify("STOPPING=1")
+        handle.drain(timeout)
+
+
+def _sync_daemons(dataplane):
+    """The kernel's sync daemons beside the IPVS data plane; None (in memory) otherwise."""
+    if isinstance(dataplane, MemoryDataPlane):
+        return None
+    from .sync_daemons import KernelDaemons
+
+    return KernelDaemons()
+
+
 def _probe_workers(requested: int, config: Config) -> int:
     """``--probe-workers``: N as asked, or 0 = sized from the config's checks per second."""
     if requested > 0:
@@ -145,11 +162,12 @@ def _probe_workers(requested: int, config: Config) -> int:
 
 
 def _preflight(config: Config) -> bool:
-    from .preflight import preflight
+    from .preflight import preflight, sloppy_sysctls
 
     errors, warnings = preflight(
         forwards={b.forward for b in config.balancers},
-        tunnelled_checks=any(b.enable_fwmarks for b in config.balancers))
+        tunnelled_checks=any(b.enable_fwmarks for b in config.balancers),
+        sloppy=sloppy_sysctls(config.balancers))
     for warning in warnings:
         log.warning("preflight", warning=warning)
     for error in errors:

@@ -84,11 +84,28 @@ def render_table(doc: dict) -> str:
     if writer["errors"]:
         lines.append("errors by errno: " + ", ".join(f"{k}: {v}"
                                                       for k, v in writer["errors"].items()))
+    daemons = doc.get("sync_daemons") or {}
+    if daemons.get("desired") or daemons.get("running"):
+        lines.append(_daemons_line(daemons))
+    if doc.get("draining"):
+        lines.append(f"draining: {doc['draining']}")
     foreign = doc["foreign"]
     if foreign["services"] or foreign["addresses"]:
         lines.append("foreign (not ours, left alone): "
                      + " ".join(foreign["services"] + foreign["addresses"]))
     return "\n".join(lines) + "\n"
+
+
+def _daemons_line(daemons: dict) -> str:
+    ours = set(daemons["owned"])
+    running = [d + ("" if d in ours else " (foreign)") for d in daemons["running"]]
+    missing = [d for d in daemons["desired"] if d not in daemons["running"]]
+    line = "sync daemons: " + (", ".join(running) or "none running")
+    if missing:
+        line += "; not running: " + ", ".join(missing)
+    if daemons["last_error"]:
+        line += f"; last error: {daemons['last_error']}"
+    return line
 
 
 def _url(address: str) -> str:

@@ -27,6 +27,12 @@ ownership_path=None, keep_on_exit=False, ...)``:
 * ``ownership_path``: the writer's ownership record; None = a temporary file
   for this run only (right for the in-memory data plane, never for IPVS).
 * ``keep_on_exit``: leave services, VIPs and routes in place at shutdown.
+* ``sync_daemons``: where the IPVS sync daemons of ``config.sync_daemons``
+  run (``actors.sync_daemons.KernelDaemons``); None = an in-memory fake.
+
+``handle.drain(timeout)`` withdraws every route, waits their hold time, lets
+the established connections end (at most ``timeout`` s), then shuts down
+gracefully (``actors/drain.py``).
 
 ``task_status.started(handle)`` comes once every balancer published its
 first state. ``handle.shutdown()`` stops the probes and balancers, then
@@ -42,6 +48,7 @@ of them), run_kglb raises (an exception group holding
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -57,12 +64,14 @@ from kglb import BalancerState, DataPlaneState, Operation
 from kglb.config import Config
 
 from .dataplane import MemoryDataPlane
+from .drain import Drainer, RouteGate
 from .generator import COALESCE
 from .metrics import CheckTally
 from .probes import Prober, ProberStatistics
 from .resolver import Resolve, resolve_host
 from .routes import MemorySpeaker
 from .supervisor import ControlPlane, RestartBudget, RestartPolicy, open_supervisor
+from .sync_daemons import DaemonStatistics, MemoryDaemons, SyncDaemons, daemons_path
 from .writer import Writer, WriterStatistics
 
 __all__ = ["KglbHandle", "KglbStatistics", "run_kglb"]
@@ -98,16 +107,22 @@ class KglbStatistics:
     restarts_by_actor: Mapping[str, int]
     invalid_states: int
     started_at: float
+    sync_daemons: DaemonStatistics = DaemonStatistics()
+    draining: str | None = None  # None, or the drain's step (actors/drain.py)
+    pid: int = 0
 
 
 class KglbHandle:
     """What ``run_kglb`` hands to its starter: statistics, reload, shutdown."""
 
-    def __init__(self, plane: ControlPlane, *, writer: Writer, prober, speaker) -> None:
+    def __init__(self, plane: ControlPlane, *, writer: Writer, prober, speaker,
+                 daemons: SyncDaemons, drainer: Drainer) -> None:
         self._plane = plane
         self._writer = writer
         self._prober = prober
         self._speaker = speaker
+        self._daemons = daemons
+        self._drainer = drainer
         self._started_at = time.time()
 
     def __repr__(self) -> str:
@@ -135,6 +150,9 @@ class KglbHandle:
             restarts_by_actor=MappingProxyType(restarts),
             invalid_states=plane.generator.invalid,
             started_at=self._started_at,
+            sync_daemons=self._daemons.statistics(),
+            draining=None if self._drainer.state == "serving" else self._drainer.state,
+            pid=os.getpid(),
         )
 
     async def reload(self, config: Config | str | bytes) -> list[str]:
@@ -150,7 +168,10 @@ class KglbHandle:
                 config = load(config)
             except ConfigError as exc:
                 return self.refuse_reload(exc.problems)
-        return await self._plane.reload(config)
+        problems = await self._plane.reload(config)
+        if not problems:
+            self._daemons.set_desired(config.sync_daemons)
+        return problems
 
     def refuse_reload(self, problems: Sequence[str]) -> list[str]:
         """Count and log a reload that failed before a Config existed (unreadable file)."""
@@ -161,6 +182,10 @@ class KglbHandle:
     def shutdown(self) -> None:
         """Begin the graceful shutdown (idempotent, never blocks); run_kglb returns when done."""
         self._plane.stop()
+
+    def drain(self, timeout: float) -> None:
+        """Begin a host drain (idempotent, never blocks); run_kglb returns when done."""
+        self._drainer.request(timeout)
 
 
 async def run_kglb(
@@ -176,6 +201,7 @@ async def run_kglb(
     resolve: Resolve = resolve_host,
     policy: RestartPolicy = RestartPolicy(),
     coalesce: float = COALESCE,
+    sync_daemons=None,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the control plane for ``config``; see the module docstring.
@@ -199,12 +225,22 @@ async def run_kglb(
         # receive end is ours, not the writer's: it must outlive a writer crash.
         send_desired, receive_desired = trio.open_memory_channel[DataPlaneState](1)
         stack.enter_context(receive_desired)
+        # The route gate sits between the generator and the writer (a drain
+        # withdraws every route there); one state in flight, as above.
+        send_generated, receive_generated = trio.open_memory_channel[DataPlaneState](1)
+        stack.enter_context(receive_generated)
+        gate = RouteGate()
         budget = RestartBudget(policy)
-        plane = ControlPlane(config, prober=prober, send_desired=send_desired, resolve=resolve,
+        plane = ControlPlane(config, prober=prober, send_desired=send_generated, resolve=resolve,
                              budget=budget, coalesce=coalesce)
+        daemons = SyncDaemons(sync_daemons if sync_daemons is not None else MemoryDaemons(),
+                              record=daemons_path(ownership_path), desired=config.sync_daemons)
+        drainer = Drainer(gate, dataplane)
 
         async with trio.open_nursery() as nursery:
             await nursery.start(prober.run)
+            await nursery.start(daemons.run)
+            await nursery.start(gate.run, receive_generated, send_desired)
             if hasattr(speaker, "run"):  # a real speaker polls its daemon (BIRD)
                 await nursery.start(speaker.run)
             # The writer has a supervisor of its own because it outlives the
@@ -213,9 +249,13 @@ async def run_kglb(
             async with open_supervisor(budget=budget) as supervisor:
                 await supervisor.start("writer", writer.run, receive_states=receive_desired)
                 await nursery.start(plane.run)
-                handle = KglbHandle(plane, writer=writer, prober=prober, speaker=speaker)
+                handle = KglbHandle(plane, writer=writer, prober=prober, speaker=speaker,
+                                    daemons=daemons, drainer=drainer)
+                await nursery.start(drainer.run, handle)
                 log.info("control plane started", balancers=len(config.balancers))
                 task_status.started(handle)
             # Here the writer returned: its input closed and it shut down gracefully.
+            if not keep_on_exit:
+                await daemons.shutdown()
             log.info("control plane stopped")
             nursery.cancel_scope.cancel()  # the prober (and speaker poll): nothing needs them now

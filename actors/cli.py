@@ -28,7 +28,7 @@ def run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kglb-trio",
         description="L4 load-balancer control plane for Linux IPVS (kglb-compatible).",
-        epilog="Other commands: 'kglb-trio plan --config FILE', 'kglb-trio status'.",
+        epilog="Other commands: 'kglb-trio plan --config FILE', 'kglb-trio status', 'kglb-trio drain'.",
     )
     _add_config(p, required=True)
     _add_status(p)
@@ -45,6 +45,8 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-workers", type=int, default=0, metavar="N",
                    help="shard probes over N worker processes (0: automatic)")
     p.add_argument("--watch-config", action="store_true", help="reload when the config file changes")
+    p.add_argument("--drain-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="longest wait for established connections on SIGUSR2/'kglb-trio drain' (300)")
     bgp = p.add_argument_group("BGP (through a local BIRD 2; off unless a neighbor is given)")
     bgp.add_argument("--bgp-neighbor", action="append", default=[], metavar="ADDR[:ASN]",
                      help="a BGP peer of BIRD's; repeatable; IPv6 as [ADDR]:ASN")
@@ -80,12 +82,26 @@ def status_parser() -> argparse.ArgumentParser:
     return p
 
 
+def drain_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kglb-trio drain",
+                                description="Take this host out of the ECMP group without resets, then stop"
+                                            " the running kglb-trio (it withdraws its routes, waits the hold"
+                                            " time and serves established connections first).")
+    _add_status(p)
+    p.add_argument("--no-wait", action="store_true", help="return once the drain has begun")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["plan"]:
         from . import _cmd_plan
 
         return _cmd_plan.main(plan_parser().parse_args(argv[1:]))
+    if argv[:1] == ["drain"]:
+        from . import _cmd_drain
+
+        return _cmd_drain.main(drain_parser().parse_args(argv[1:]))
     if argv[:1] == ["status"]:
         from . import _cmd_status
 

@@ -8,11 +8,12 @@ command that fixes it.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from actors.dataplane._ipvs_socket import IpvsSocket
-from kglb import ForwardMethod
+from kglb import ForwardMethod, Protocol
+from kglb.config import BalancerConfig
 
 CAP_NET_ADMIN = 12
 
@@ -21,12 +22,14 @@ def preflight(
     *,
     forwards: Collection[ForwardMethod] = (),
     tunnelled_checks: bool = False,
+    sloppy: Collection[str] = (),
     proc: Path = Path("/proc"),
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Return ``(errors, warnings)`` for a data plane using ``forwards``.
 
     ``tunnelled_checks`` is true when some balancer checks its reals through
-    the IPVS tunnel (``enable_fwmarks``).
+    the IPVS tunnel (``enable_fwmarks``); ``sloppy`` names the
+    ``net.ipv4.vs.sloppy_*`` sysctls a failover needs (``sloppy_sysctls``).
     """
     errors: list[str] = []
     warnings: list[str] = []
@@ -49,6 +52,12 @@ def preflight(
             warnings.append("net.ipv4.vs.conntrack=0 with nf_conntrack loaded: netfilter sees MASQ"
                             " connections as INVALID and stateful rules drop them;"
                             " set `sysctl -w net.ipv4.vs.conntrack=1`")
+    for name in sorted(sloppy):
+        if _sysctl(vs / name) != 1:
+            warnings.append(f"net.ipv4.vs.{name} is not 1 while a balancer uses mh behind BGP: when ECMP"
+                            " moves a flow to this host (another balancer failed or was drained) IPVS"
+                            " only schedules a connection's first packet and the flow is reset; set"
+                            f" `sysctl -w net.ipv4.vs.{name}=1` (mh then sends it to the same real)")
     if tunnelled_checks:
         strict = _rp_filtering_links(proc)
         if strict:
@@ -56,6 +65,25 @@ def preflight(
                             " come from the VIP and are dropped; set net.ipv4.conf.all.rp_filter=0 and"
                             " net.ipv4.conf.<link>.rp_filter=0 on those links")
     return tuple(errors), tuple(warnings)
+
+
+def sloppy_sysctls(balancers: Iterable[BalancerConfig]) -> frozenset[str]:
+    """The sloppy sysctls that balancers using ``mh`` behind BGP need.
+
+    With ECMP a flow may reach a host that has no IPVS entry for it; only with
+    sloppy_tcp (sloppy_sctp) does IPVS schedule its mid-stream packets, and mh
+    picks the real every balancer picks. UDP needs none (every packet may
+    create an entry); a fwmark service may carry TCP and SCTP, so it needs both.
+    """
+    needed: set[str] = set()
+    for b in balancers:
+        if b.bgp is None or b.service.scheduler != "mh":
+            continue
+        if b.key.fwmark:
+            needed |= {"sloppy_tcp", "sloppy_sctp"}
+        elif b.key.protocol is Protocol.TCP:
+            needed.add("sloppy_tcp")
+    return frozenset(needed)
 
 
 def _sysctl(path: Path) -> int | None:

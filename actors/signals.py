@@ -2,7 +2,8 @@
 
 SIGTERM, SIGINT, SIGQUIT and SIGUSR1 (kglbd's set) begin the graceful
 shutdown; a second one forces a fast exit (the kernel is left as it is).
-SIGHUP reloads the config.
+SIGHUP reloads the config. SIGUSR2 drains the host (actors/drain.py): routes
+withdrawn, established connections served, then the graceful shutdown.
 """
 
 from __future__ import annotations
@@ -25,18 +26,26 @@ async def run_signal_handler(
     shutdown: Callable[[], None],
     force: Callable[[], None],
     reload: Callable[[], Awaitable[object]] | None = None,
+    drain: Callable[[], None] | None = None,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Handle signals until cancelled: ``shutdown()`` on the first shutdown signal,
     ``force()`` on the next one, ``await reload()`` on SIGHUP (ignored while
-    shutting down). Must run in the main thread.
+    shutting down), ``drain()`` on SIGUSR2. Must run in the main thread.
     """
-    with trio.open_signal_receiver(*SHUTDOWN_SIGNALS, signal.SIGHUP) as signals:
+    with trio.open_signal_receiver(*SHUTDOWN_SIGNALS, signal.SIGHUP, signal.SIGUSR2) as signals:
         task_status.started()
         stopping = False
         async for signum in signals:
             name = signal.Signals(signum).name
-            if signum == signal.SIGHUP:
+            if signum == signal.SIGUSR2:
+                if stopping or drain is None:
+                    log.info("ignoring signal", signal=name)
+                    continue
+                stopping = True  # a drain ends in the graceful shutdown
+                log.info("draining the host", signal=name)
+                drain()
+            elif signum == signal.SIGHUP:
                 if stopping or reload is None:
                     log.info("ignoring signal", signal=name)
                     continue

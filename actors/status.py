@@ -19,7 +19,9 @@ Shape (version 1)::
      "applied": null | {"at", "age_seconds", "services": [...], "addresses": [...],
                         "routes": [...]},
      "in_sync": bool, "writer": {...}, "owned": {...}, "foreign": {...},
-     "reloads": {"ok", "failed"}, "restarts": {actor: int}}
+     "reloads": {"ok", "failed"}, "restarts": {actor: int}, "pid": int,
+     "draining": null | step, "sync_daemons": {"desired", "running", "owned",
+     "conflicts": ["master eth1 syncid 7", ...], "errors", "last_error"}}
 """
 
 from __future__ import annotations
@@ -140,7 +142,19 @@ def status_document(stats, *, now: float, wall: float) -> dict:
                                 addresses=writer.foreign_addresses)),
         "reloads": {"ok": stats.reloads_ok, "failed": stats.reloads_failed},
         "restarts": dict(sorted(stats.restarts_by_actor.items())),
+        "pid": stats.pid,
+        "draining": stats.draining,
+        "sync_daemons": _sync_daemons(stats.sync_daemons),
     }
+
+
+def _sync_daemons(daemons) -> dict:
+    def names(items) -> list[str]:
+        return [str(d) for d in items]
+
+    return {"desired": names(daemons.desired), "running": names(daemons.running),
+            "owned": names(daemons.owned), "conflicts": names(daemons.conflicts),
+            "errors": daemons.errors, "last_error": daemons.last_error}
 
 
 def status_json(stats, *, now: float, wall: float) -> bytes:

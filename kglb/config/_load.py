@@ -22,6 +22,7 @@ from ..pb import config_pb2
 from ._errors import ConfigError, Problems, Where
 from ._schema import JsonObject, check_message, kind
 from ._types import Config
+from ._sync_daemons import convert_sync_daemons
 from ._validate import convert_balancers
 
 
@@ -46,9 +47,10 @@ def load(text: str | bytes) -> Config:
         # The schema walk should have caught it; still an operator error, not a crash.
         raise ConfigError(f"invalid config: {e}") from None
     balancers = convert_balancers(message, root, problems)
+    daemons = convert_sync_daemons(message, root, problems)
     if problems.errors:
         raise ConfigError(problems.errors)
-    return Config(balancers=balancers, warnings=tuple(problems.warnings))
+    return Config(balancers=balancers, warnings=tuple(problems.warnings), sync_daemons=daemons)
 
 
 def _parse_json(text: str | bytes) -> dict:

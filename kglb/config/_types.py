@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._model import Family, ForwardMethod, Protocol, Route, Service, ServiceKey
+from ..sync_daemons import SyncDaemon
 
 DEFAULT_INTERVAL_MS = 5000
 DEFAULT_RISE = 3
@@ -127,3 +128,4 @@ class BalancerConfig:
 class Config:
     balancers: tuple[BalancerConfig, ...] = ()
     warnings: tuple[str, ...] = ()  # accepted but ignored things, with their paths
+    sync_daemons: tuple[SyncDaemon, ...] = ()  # ipvsSyncDaemons (our field), one per role

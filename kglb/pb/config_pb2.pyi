@@ -1,12 +1,22 @@
 from kglb.pb import common_pb2 as _common_pb2
 from kglb.pb import healthchecker_pb2 as _healthchecker_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class SyncState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SYNC_STATE_UNSET: _ClassVar[SyncState]
+    MASTER: _ClassVar[SyncState]
+    BACKUP: _ClassVar[SyncState]
+SYNC_STATE_UNSET: SyncState
+MASTER: SyncState
+BACKUP: SyncState
 
 class MdbDiscoveryAttributes(_message.Message):
     __slots__ = ("query",)
@@ -72,8 +82,20 @@ class BalancerConfig(_message.Message):
     vip_link: str
     def __init__(self, name: _Optional[str] = ..., setup_name: _Optional[str] = ..., lb_service: _Optional[_Union[_common_pb2.LoadBalancerService, _Mapping]] = ..., upstream_routing: _Optional[_Union[UpstreamRouting, _Mapping]] = ..., upstream_discovery: _Optional[_Union[UpstreamDiscovery, _Mapping]] = ..., upstream_checker: _Optional[_Union[_healthchecker_pb2.UpstreamChecker, _Mapping]] = ..., enable_fwmarks: _Optional[bool] = ..., dynamic_routing: _Optional[_Union[DynamicRouting, _Mapping]] = ..., configure_reals: _Optional[bool] = ..., weight_up: _Optional[int] = ..., vip_link: _Optional[str] = ...) -> None: ...
 
+class IpvsSyncDaemon(_message.Message):
+    __slots__ = ("state", "interface", "sync_id")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    INTERFACE_FIELD_NUMBER: _ClassVar[int]
+    SYNC_ID_FIELD_NUMBER: _ClassVar[int]
+    state: SyncState
+    interface: str
+    sync_id: int
+    def __init__(self, state: _Optional[_Union[SyncState, str]] = ..., interface: _Optional[str] = ..., sync_id: _Optional[int] = ...) -> None: ...
+
 class ControlPlaneConfig(_message.Message):
-    __slots__ = ("balancers",)
+    __slots__ = ("balancers", "ipvs_sync_daemons")
     BALANCERS_FIELD_NUMBER: _ClassVar[int]
+    IPVS_SYNC_DAEMONS_FIELD_NUMBER: _ClassVar[int]
     balancers: _containers.RepeatedCompositeFieldContainer[BalancerConfig]
-    def __init__(self, balancers: _Optional[_Iterable[_Union[BalancerConfig, _Mapping]]] = ...) -> None: ...
+    ipvs_sync_daemons: _containers.RepeatedCompositeFieldContainer[IpvsSyncDaemon]
+    def __init__(self, balancers: _Optional[_Iterable[_Union[BalancerConfig, _Mapping]]] = ..., ipvs_sync_daemons: _Optional[_Iterable[_Union[IpvsSyncDaemon, _Mapping]]] = ...) -> None: ...

@@ -61,6 +61,7 @@ KGLB_FIELDS = {
 OURS = {
     (common_pb2.IpvsService, "persistence_timeout_s"): 6,
     (config_pb2.BalancerConfig, "vip_link"): 11,
+    (config_pb2.ControlPlaneConfig, "ipvs_sync_daemons"): 2,
 }
 KGLB_ENUMS = {
     common_pb2.ForwardMethods: {"TUNNEL": 0, "MASQ": 1},
@@ -94,7 +95,9 @@ def test_packages_are_kglbs():
 def test_added_fields_take_new_numbers():
     for (message, name), number in OURS.items():
         assert message.DESCRIPTOR.fields_by_name[name].number == number
-        assert message.DESCRIPTOR.fields_by_name[name].has_presence  # proto3 optional
+        field = message.DESCRIPTOR.fields_by_name[name]
+        # proto3 optional, or a list (unset is empty)
+        assert field.has_presence or field.is_repeated
 
 
 @pytest.mark.parametrize("enum", KGLB_ENUMS, ids=lambda e: e.DESCRIPTOR.full_name)

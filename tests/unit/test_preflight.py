@@ -84,3 +84,47 @@ def test_rp_filter_breaks_tunnelled_checks(tmp_path):
     proc = fake_proc(tmp_path / "all", sysctls={"net/ipv4/conf/all/rp_filter": 2})
     _, [warning] = preflight(tunnelled_checks=True, proc=proc)
     assert "rp_filter is on for eth0, lo:" in warning
+
+
+# ----------------------------------------------------------------- failover (issue 19)
+
+def _bgp_balancer(scheduler: str, *, fwmark: int = 0, udp: bool = False, bgp: bool = True):
+    from kglb import Service, ServiceKey
+    from kglb.config import BgpAttributes, BalancerConfig, CheckerConfig, DummyCheck
+
+    if fwmark:
+        key = ServiceKey.for_fwmark(fwmark)
+    else:
+        key = ServiceKey.udp("10.0.0.1", 53) if udp else ServiceKey.tcp("10.0.0.1", 80)
+    attrs = BgpAttributes(local_asn=65000, peer_asn=65001, community="65000:1",
+                          prefix="10.0.0.1", prefixlen=32) if bgp else None
+    return BalancerConfig(name="b", setup_name="s", service=Service(key=key, scheduler=scheduler),
+                          port=80, hosts=("10.1.0.1",), checker=CheckerConfig(check=DummyCheck()),
+                          bgp=attrs)
+
+
+@pytest.mark.parametrize(("balancers", "needed"), [
+    ([_bgp_balancer("mh")], {"sloppy_tcp"}),
+    ([_bgp_balancer("mh", fwmark=5)], {"sloppy_tcp", "sloppy_sctp"}),
+    ([_bgp_balancer("mh", udp=True)], set()),  # any UDP packet may create an entry
+    ([_bgp_balancer("mh", bgp=False)], set()),  # no ECMP without a route
+    ([_bgp_balancer("wrr")], set()),  # no consistent hash: the sync daemon is the remedy
+])
+def test_sloppy_sysctls_follow_mh_behind_bgp(balancers, needed):
+    from actors.preflight import sloppy_sysctls
+
+    assert sloppy_sysctls(balancers) == needed
+
+
+def test_sloppy_tcp_off_is_reported_with_its_fix(tmp_path):
+    proc = fake_proc(tmp_path, sysctls={"net/ipv4/vs/sloppy_tcp": 0, "net/ipv4/vs/sloppy_sctp": 1})
+    errors, warnings = preflight(sloppy={"sloppy_tcp", "sloppy_sctp"}, proc=proc)
+    assert errors == ()
+    assert len(warnings) == 1
+    assert warnings[0].startswith("net.ipv4.vs.sloppy_tcp is not 1 while a balancer uses mh behind BGP")
+    assert "`sysctl -w net.ipv4.vs.sloppy_tcp=1`" in warnings[0]
+
+
+def test_sloppy_tcp_on_is_quiet(tmp_path):
+    proc = fake_proc(tmp_path, sysctls={"net/ipv4/vs/sloppy_tcp": 1})
+    assert preflight(sloppy={"sloppy_tcp"}, proc=proc) == ((), ())

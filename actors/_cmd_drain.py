@@ -1,0 +1,74 @@
+"""``kglb-trio drain``: take this host out of the ECMP group, then stop kglb-trio.
+
+It reads the running instance's pid from ``/status`` (the status port is
+read-only, so the request itself is a signal: SIGUSR2, the same as
+``systemctl kill -s SIGUSR2 kglb-trio``), then follows ``/status`` and prints
+each step of the drain (actors/drain.py) until the process has exited.
+Exit status: 0 once the instance stopped (or, with ``--no-wait``, once the
+drain began), 1 if it cannot be reached or signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import httpx
+
+from ._cmd_status import TIMEOUT, _url
+
+__all__ = ["main"]
+
+POLL = 0.5
+
+
+def _status(url: str) -> dict | None:
+    try:
+        response = httpx.get(url, timeout=TIMEOUT)
+        response.raise_for_status()
+        return response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def main(args) -> int:
+    try:
+        url = _url(args.status_address)
+    except ValueError as exc:
+        print(f"kglb-trio drain: {exc}", file=sys.stderr)
+        return 2
+    doc = _status(url)
+    if doc is None or not doc.get("pid"):
+        print(f"kglb-trio drain: cannot read the instance's pid from {url}", file=sys.stderr)
+        return 1
+    pid = doc["pid"]
+    try:
+        os.kill(pid, signal.SIGUSR2)
+    except OSError as exc:
+        print(f"kglb-trio drain: cannot signal pid {pid}: {exc}", file=sys.stderr)
+        return 1
+    print(f"kglb-trio drain: draining pid {pid}", flush=True)
+    if args.no_wait:
+        return 0
+    step = None
+    while _running(pid):
+        doc = _status(url)
+        now = doc.get("draining") if doc else "stopping"
+        if now != step and now is not None:
+            print(f"kglb-trio drain: {now}", flush=True)
+            step = now
+        time.sleep(POLL)
+    print("kglb-trio drain: stopped", flush=True)
+    return 0
