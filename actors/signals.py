@@ -3,7 +3,8 @@
 SIGTERM, SIGINT, SIGQUIT and SIGUSR1 (kglbd's set) begin the graceful
 shutdown; a second one forces a fast exit (the kernel is left as it is).
 SIGHUP reloads the config. SIGUSR2 drains the host (actors/drain.py): routes
-withdrawn, established connections served, then the graceful shutdown.
+withdrawn, established connections served, then the graceful shutdown; a
+shutdown signal during a drain begins the graceful shutdown at once.
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ async def run_signal_handler(
     """
     with trio.open_signal_receiver(*SHUTDOWN_SIGNALS, signal.SIGHUP, signal.SIGUSR2) as signals:
         task_status.started()
-        stopping = False
+        stopping = draining = False
         async for signum in signals:
             name = signal.Signals(signum).name
             if signum == signal.SIGUSR2:
-                if stopping or drain is None:
+                if stopping or draining or drain is None:
                     log.info("ignoring signal", signal=name)
                     continue
-                stopping = True  # a drain ends in the graceful shutdown
+                draining = True  # a shutdown signal now cuts the drain short, gracefully
                 log.info("draining the host", signal=name)
                 drain()
             elif signum == signal.SIGHUP:

@@ -14,6 +14,12 @@ own name over HTTP and reply straight to the client through the router.
 Only 10.x and 169.254.x addresses, all inside the namespaces. ``Lab.start``
 builds everything; ``Lab.stop`` stops the instances gracefully (SIGTERM),
 then the daemons, and deletes the namespaces.
+
+For the failover tests (``long_lived``): a second service on the VIP, port 7,
+whose reals are echo servers that greet with their name (``_failover_peers``),
+and a router that spreads flows over both balancers by their ports. With
+``sync``, a link ``sync0`` between lb1 (169.254.79.1) and lb2 (.2) carries the
+IPVS sync daemons' multicast: each balancer runs a MASTER and a BACKUP.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ LBS = {"lb1": ("169.254.78.1", "169.254.78.2"), "lb2": ("169.254.78.5", "169.254
 REALS = {"rs1": "10.60.0.11", "rs2": "10.60.0.12", "rs3": "10.60.0.13"}
 LB_ASN, ROUTER_ASN = 65000, 65001
 REPO = Path(__file__).resolve().parents[2]
+ECHO_PORT = 7
+SYNC_ID = 19
+PEERS = Path(__file__).with_name("_failover_peers.py")
 
 _TOPOLOGY = """
 set -e
@@ -77,6 +86,17 @@ for i in 1 2 3; do
 done
 """
 
+# Failover: flows hashed by their ports (L4) over the next hops, and the sync link.
+_SPREAD = "ip netns exec {prefix}-rtr sysctl -qw net.ipv4.fib_multipath_hash_policy=1"
+_SYNC_LINK = """
+set -e
+ip link add sync0 netns {prefix}-lb1 type veth peer name sync0 netns {prefix}-lb2
+ip -n {prefix}-lb1 addr add 169.254.79.1/30 dev sync0
+ip -n {prefix}-lb2 addr add 169.254.79.2/30 dev sync0
+ip -n {prefix}-lb1 link set sync0 up
+ip -n {prefix}-lb2 link set sync0 up
+"""
+
 _ROUTER_CONF = """\
 router id 169.254.78.2;
 log "{folder}/rtr.log" all;
@@ -95,21 +115,31 @@ include "{folder}/{node}/kglb-trio*.conf";
 """
 
 
-def config() -> dict:
-    """The one config both instances run: mh with mh-port, TUN, announced at >= 1/2 alive."""
-    return {"balancers": [{
-        "name": "web", "setupName": "mh",
+def config(*, scheduler: str = "MH", long_lived: bool = False, sync: bool = False) -> dict:
+    """The one config both instances run: by default mh with mh-port, TUN,
+    announced at >= 1/2 alive; the echo service and sync daemons on demand."""
+    balancers = [_balancer("web", 80, scheduler)]
+    if long_lived:
+        balancers.append(_balancer("echo", ECHO_PORT, scheduler))
+    daemons = [{"state": state, "interface": "sync0", "syncId": SYNC_ID}
+               for state in ("MASTER", "BACKUP")]
+    return {"balancers": balancers, **({"ipvsSyncDaemons": daemons} if sync else {})}
+
+
+def _balancer(name: str, port: int, scheduler: str) -> dict:
+    return {
+        "name": name, "setupName": "mh",
         "lbService": {"ipvsService": {
-            "tcpAttributes": {"address": {"ipv4": VIP}, "port": 80},
-            "scheduler": "MH", "flags": ["SH_PORT"]}},
+            "tcpAttributes": {"address": {"ipv4": VIP}, "port": port},
+            "scheduler": scheduler, **({"flags": ["SH_PORT"]} if scheduler == "MH" else {})}},
         "upstreamRouting": {"forwardMethod": "TUNNEL"},
-        "upstreamDiscovery": {"port": 80, "staticAttributes": {"hosts": list(REALS.values())}},
+        "upstreamDiscovery": {"port": port, "staticAttributes": {"hosts": list(REALS.values())}},
         "upstreamChecker": {"checker": {"tcp": {"checkTimeoutMs": 1000}},
                             "intervalMs": 1000, "riseCount": 1, "fallCount": 2},
         "dynamicRouting": {"announceLimitRatio": 0.5, "bgpAttributes": {
             "localAsn": LB_ASN, "peerAsn": ROUTER_ASN, "community": "65000:1",
             "prefix": {"ipv4": VIP}, "prefixlen": 32}},
-    }]}
+    }
 
 
 def _sh(script: str) -> None:
@@ -122,6 +152,9 @@ def _sh(script: str) -> None:
 class Lab:
     folder: Path
     prefix: str = "mh"
+    scheduler: str = "MH"
+    long_lived: bool = False
+    sync: bool = False
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def ns(self, node: str) -> str:
@@ -140,35 +173,57 @@ class Lab:
         """Namespaces, BIRDs, HTTP servers, then both kglb-trio instances."""
         _sh(_TOPOLOGY.format(prefix=self.prefix, vip=VIP, client=CLIENT))
         _sh(_TUNNEL.format(prefix=self.prefix))
+        if self.long_lived:
+            _sh(_SPREAD.format(prefix=self.prefix))
+        if self.sync:
+            _sh(_SYNC_LINK.format(prefix=self.prefix))
         conf = {"rtr": _ROUTER_CONF.format(folder=self.folder, rtr=ROUTER_ASN, lb=LB_ASN)}
         for node, (address, _) in LBS.items():
             (self.folder / node).mkdir()
             conf[node] = _LB_CONF.format(address=address, folder=self.folder, node=node)
         for node, text in conf.items():
             (self.folder / f"{node}.conf").write_text(text)
-            self._spawn(f"bird-{node}", node, "bird", "-f", "-c", str(self.folder / f"{node}.conf"),
-                        "-s", self.socket(node))
+            self.start_bird(node)
         for node in REALS:
             www = self.folder / f"www-{node}"
             www.mkdir()
             (www / "index.html").write_text(f"{node}\n")
             self._spawn(f"httpd-{node}", node, "busybox", "httpd", "-f", "-p", "80", "-h", str(www))
-        (self.folder / "kglb.json").write_text(json.dumps(config()))
-        for node, (address, router) in LBS.items():
-            self._spawn(
-                f"kglb-{node}", node, sys.executable, "-m", "actors.cli",
-                "--config", str(self.folder / "kglb.json"),
-                "--bgp-neighbor", f"{router}:{ROUTER_ASN}", "--bgp-source-address", address,
-                "--bird-socket", self.socket(node),
-                "--bird-include", str(self.folder / node / "kglb-trio.conf"),
-                "--state-file", str(self.folder / node / "owned.json"),
-                "--status-address", "127.0.0.1:5678", "--log-format", "json")
+            if self.long_lived:
+                self._spawn(f"echo-{node}", node, sys.executable, str(PEERS), "server", node,
+                            str(ECHO_PORT))
+        (self.folder / "kglb.json").write_text(json.dumps(
+            config(scheduler=self.scheduler, long_lived=self.long_lived, sync=self.sync)))
+        for node in LBS:
+            self.start_instance(node)
+
+    def start_instance(self, node: str) -> None:
+        """(Re)start ``node``'s kglb-trio."""
+        address, router = LBS[node]
+        self._spawn(
+            f"kglb-{node}", node, sys.executable, "-m", "actors.cli",
+            "--config", str(self.folder / "kglb.json"),
+            "--bgp-neighbor", f"{router}:{ROUTER_ASN}", "--bgp-source-address", address,
+            "--bird-socket", self.socket(node),
+            "--bird-include", str(self.folder / node / "kglb-trio.conf"),
+            "--state-file", str(self.folder / node / "owned.json"),
+            "--status-address", "127.0.0.1:5678", "--log-format", "json")
+
+    def start_bird(self, node: str) -> None:
+        """(Re)start ``node``'s BIRD on its config written by ``start``."""
+        self._spawn(f"bird-{node}", node, "bird", "-f", "-c", str(self.folder / f"{node}.conf"),
+                    "-s", self.socket(node))
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to the process ``name``; its exit code."""
+        self.processes[name].send_signal(sig)
+        return self.processes[name].wait(timeout=30)
 
     def socket(self, node: str) -> str:
         return str(self.folder / f"{node}.ctl")
 
     def _spawn(self, name: str, node: str, *argv: str) -> None:
-        log = open(self.folder / f"{name}.out", "wb")  # noqa: SIM115 (the child keeps it)
+        log = open(self.folder / f"{name}.out", "ab")  # noqa: SIM115 (the child keeps it)
         with log:
             self.processes[name] = subprocess.Popen(
                 ["ip", "netns", "exec", self.ns(node), *argv], cwd=REPO,
@@ -197,7 +252,7 @@ class Lab:
         # The instances first: they withdraw through BIRD, which must still run.
         self.stop_instances()
         self._stop(list(self.processes), timeout=5)
-        for node in ("rtr", "lb1", "lb2", "cli", *REALS):
+        for node in ("rtr", "lb1", "lb2", "cli", *REALS):  # sync0 goes with lb1 and lb2
             subprocess.run(["ip", "netns", "del", self.ns(node)], capture_output=True)
 
     def _stop(self, names: list[str], *, timeout: float) -> dict[str, int | None]:

@@ -70,3 +70,28 @@ def test_status_shows_sync_daemons_and_the_drain():
             " not running: backup eth1 syncid 7") in lines
     assert "draining: waiting hold" in lines
     assert not any(line.startswith("sync daemons") for line in render_table(CANNED).splitlines())
+
+
+async def test_sigusr2_drains_once_and_shutdown_signals_still_work():
+    import os
+    import signal
+    from functools import partial
+
+    import trio
+
+    from actors.signals import run_signal_handler
+
+    calls = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(run_signal_handler, shutdown=lambda: calls.append("shutdown"),
+                                    force=lambda: calls.append("force"),
+                                    drain=lambda: calls.append("drain")))
+        # a second SIGUSR2 is ignored; SIGTERM cuts the drain short (gracefully), a next one forces
+        for signum, expected in ((signal.SIGUSR2, 1), (signal.SIGUSR2, 1), (signal.SIGTERM, 2),
+                                 (signal.SIGTERM, 3)):
+            os.kill(os.getpid(), signum)
+            with trio.fail_after(5):  # signal delivery is real, not virtual, time
+                while len(calls) < expected:
+                    await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert calls == ["drain", "shutdown", "force"]
