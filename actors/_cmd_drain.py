@@ -3,7 +3,7 @@
 It reads the running instance's pid from ``/status`` (the status port is
 read-only, so the request itself is a signal: SIGUSR2, the same as
 ``systemctl kill -s SIGUSR2 kglb-trio``), then follows ``/status`` and prints
-each step of the drain (actors/drain.py) until the process has exited.
+each step of the drain (actors/host_drain.py) until the process has exited.
 Exit status: 0 once the instance stopped (or, with ``--no-wait``, once the
 drain began), 1 if it cannot be reached or signalled.
 """
@@ -65,7 +65,7 @@ def main(args) -> int:
     step = None
     while _running(pid):
         doc = _status(url)
-        now = doc.get("draining") if doc else "stopping"
+        now = doc.get("host_drain") if doc else "stopping"
         if now != step and now is not None:
             print(f"kglb-trio drain: {now}", flush=True)
             step = now

@@ -5,7 +5,7 @@ its path and exits 2 before anything is touched); the preflight checks of
 the host (errors exit 1, warnings are logged; skipped with ``--dry-run``);
 the stats/status server binds (a bad address exits before the kernel is
 touched, decisions.md row 4); signal handlers; then the control plane.
-SIGUSR2 drains the host (``kglb-trio drain``, actors/drain.py) and then
+SIGUSR2 drains the host (``kglb-trio drain``, actors/host_drain.py) and then
 stops. SIGHUP (and, with ``--watch-config``, a change of the file's mtime) reloads;
 a failed reload keeps the running config. Under systemd it sends READY=1 once
 the kernel matches the first desired state, STOPPING=1 at shutdown, and
@@ -141,7 +141,7 @@ async def _run(args, config: Config, speaker) -> int:
 def _drain(handle: KglbHandle | None, timeout: float) -> None:
     if handle is not None:
         sdnotify.notify("STOPPING=1")
-        handle.drain(timeout)
+        handle.drain_host(timeout)
 
 
 def _sync_daemons(dataplane):

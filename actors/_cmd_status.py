@@ -87,8 +87,8 @@ def render_table(doc: dict) -> str:
     daemons = doc.get("sync_daemons") or {}
     if daemons.get("desired") or daemons.get("running"):
         lines.append(_daemons_line(daemons))
-    if doc.get("draining"):
-        lines.append(f"draining: {doc['draining']}")
+    if doc.get("host_drain"):
+        lines.append(f"host drain: {doc['host_drain']}")
     foreign = doc["foreign"]
     if foreign["services"] or foreign["addresses"]:
         lines.append("foreign (not ours, left alone): "

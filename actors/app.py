@@ -30,9 +30,9 @@ ownership_path=None, keep_on_exit=False, ...)``:
 * ``sync_daemons``: where the IPVS sync daemons of ``config.sync_daemons``
   run (``actors.sync_daemons.KernelDaemons``); None = an in-memory fake.
 
-``handle.drain(timeout)`` withdraws every route, waits their hold time, lets
+``handle.drain_host(timeout)`` withdraws every route, waits their hold time, lets
 the established connections end (at most ``timeout`` s), then shuts down
-gracefully (``actors/drain.py``).
+gracefully (``actors/host_drain.py``).
 
 ``task_status.started(handle)`` comes once every balancer published its
 first state. ``handle.shutdown()`` stops the probes and balancers, then
@@ -64,7 +64,7 @@ from kglb import BalancerState, DataPlaneState, Operation
 from kglb.config import Config
 
 from .dataplane import MemoryDataPlane
-from .drain import Drainer, RouteGate
+from .host_drain import HostDrain, RouteGate
 from .generator import COALESCE
 from .metrics import CheckTally
 from .probes import Prober, ProberStatistics
@@ -108,7 +108,7 @@ class KglbStatistics:
     invalid_states: int
     started_at: float
     sync_daemons: DaemonStatistics = DaemonStatistics()
-    draining: str | None = None  # None, or the drain's step (actors/drain.py)
+    host_drain: str | None = None  # None, or the host drain's step (actors/host_drain.py)
     pid: int = 0
 
 
@@ -116,7 +116,7 @@ class KglbHandle:
     """What ``run_kglb`` hands to its starter: statistics, reload, shutdown."""
 
     def __init__(self, plane: ControlPlane, *, writer: Writer, prober, speaker,
-                 daemons: SyncDaemons, drainer: Drainer) -> None:
+                 daemons: SyncDaemons, drainer: HostDrain) -> None:
         self._plane = plane
         self._writer = writer
         self._prober = prober
@@ -151,7 +151,7 @@ class KglbHandle:
             invalid_states=plane.generator.invalid,
             started_at=self._started_at,
             sync_daemons=self._daemons.statistics(),
-            draining=None if self._drainer.state == "serving" else self._drainer.state,
+            host_drain=None if self._drainer.state == "serving" else self._drainer.state,
             pid=os.getpid(),
         )
 
@@ -183,7 +183,7 @@ class KglbHandle:
         """Begin the graceful shutdown (idempotent, never blocks); run_kglb returns when done."""
         self._plane.stop()
 
-    def drain(self, timeout: float) -> None:
+    def drain_host(self, timeout: float) -> None:
         """Begin a host drain (idempotent, never blocks); run_kglb returns when done."""
         self._drainer.request(timeout)
 
@@ -235,7 +235,7 @@ async def run_kglb(
                              budget=budget, coalesce=coalesce)
         daemons = SyncDaemons(sync_daemons if sync_daemons is not None else MemoryDaemons(),
                               record=daemons_path(ownership_path), desired=config.sync_daemons)
-        drainer = Drainer(gate, dataplane)
+        drainer = HostDrain(gate, dataplane)
 
         async with trio.open_nursery() as nursery:
             await nursery.start(prober.run)

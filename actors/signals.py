@@ -2,7 +2,7 @@
 
 SIGTERM, SIGINT, SIGQUIT and SIGUSR1 (kglbd's set) begin the graceful
 shutdown; a second one forces a fast exit (the kernel is left as it is).
-SIGHUP reloads the config. SIGUSR2 drains the host (actors/drain.py): routes
+SIGHUP reloads the config. SIGUSR2 drains the host (actors/host_drain.py): routes
 withdrawn, established connections served, then the graceful shutdown; a
 shutdown signal during a drain begins the graceful shutdown at once.
 """

@@ -20,7 +20,7 @@ Shape (version 1)::
                         "routes": [...]},
      "in_sync": bool, "writer": {...}, "owned": {...}, "foreign": {...},
      "reloads": {"ok", "failed"}, "restarts": {actor: int}, "pid": int,
-     "draining": null | step, "sync_daemons": {"desired", "running", "owned",
+     "host_drain": null | step, "sync_daemons": {"desired", "running", "owned",
      "conflicts": ["master eth1 syncid 7", ...], "errors", "last_error"}}
 """
 
@@ -143,7 +143,7 @@ def status_document(stats, *, now: float, wall: float) -> dict:
         "reloads": {"ok": stats.reloads_ok, "failed": stats.reloads_failed},
         "restarts": dict(sorted(stats.restarts_by_actor.items())),
         "pid": stats.pid,
-        "draining": stats.draining,
+        "host_drain": stats.host_drain,
         "sync_daemons": _sync_daemons(stats.sync_daemons),
     }
 

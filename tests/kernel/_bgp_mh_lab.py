@@ -160,7 +160,7 @@ class Lab:
     def ns(self, node: str) -> str:
         return f"{self.prefix}-{node}"
 
-    def run(self, node: str, *argv: str, check: bool = False, timeout: float = 10) -> str:
+    def run(self, node: str, *argv: str, check: bool = False, timeout: float = 30) -> str:
         """``argv`` inside ``node``'s namespace; its stdout. With ``check`` a
         failure raises RuntimeError with the command's stderr."""
         done = subprocess.run(["ip", "netns", "exec", self.ns(node), *argv],

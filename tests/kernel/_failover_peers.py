@@ -4,8 +4,9 @@
 ``client VIP PORT LONG FIRST_PORT STOP_FILE``: in the client namespace, LONG
 connections from source ports FIRST_PORT.., each pinging every 0.3 s, plus a
 new short connection every 0.2 s, until STOP_FILE exists; then one JSON line
-on stdout: per long connection its real, pings and how it broke (null: never),
-and the new connections that succeeded and failed.
+on stdout: per long connection its real, pings, longest wait for an answer
+and how it broke (null: never; "stalled" if no answer for STALLED s at the
+end), and the new connections that succeeded and failed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ import time
 
 PING = 0.3
 NEW = 0.2
-TIMEOUT = 2.0
+#: An answer slower than this means the connection is lost. Generous: under
+#: emulation a retransmission after the path changed can take seconds.
+TIMEOUT = 10.0
+#: A connection whose last answer is older than this at the end has stalled.
+STALLED = 6.0
 
 
 def serve(name: str, port: int) -> None:
@@ -60,18 +65,22 @@ def client(vip: str, port: int, count: int, first: int, stop_file: str) -> None:
     def keep(source_port: int, sock: socket.socket, lines) -> None:
         entry = long[source_port]
         while not stop.is_set():
+            sent = time.monotonic()
             try:
                 _exchange(sock, lines, f"ping {entry['pings']}")
-                entry["pings"] += 1
             except OSError as exc:
                 entry["broken"] = f"{type(exc).__name__}: {exc} at {time.time():.1f}"
                 return
+            entry["pings"] += 1
+            entry["last_ok"] = time.monotonic()
+            entry["longest"] = round(max(entry["longest"], entry["last_ok"] - sent), 3)
             time.sleep(PING)
         sock.close()
 
     for i in range(count):
         sock, lines, name = _open(vip, port, first + i)
-        long[first + i] = {"real": name, "pings": 0, "broken": None}
+        long[first + i] = {"real": name, "pings": 0, "broken": None, "longest": 0.0,
+                           "last_ok": time.monotonic()}
         threading.Thread(target=keep, args=(first + i, sock, lines), daemon=True).start()
     print("established", flush=True)
     new_ok, new_failed = 0, []
@@ -86,6 +95,11 @@ def client(vip: str, port: int, count: int, first: int, stop_file: str) -> None:
         time.sleep(NEW)
     stop.set()
     time.sleep(PING + 0.1)
+    now = time.monotonic()
+    for entry in long.values():
+        if entry["broken"] is None and now - entry.pop("last_ok") > STALLED:
+            entry["broken"] = "stalled"
+        entry.pop("last_ok", None)
     print(json.dumps({"long": long, "new_ok": new_ok, "new_failed": new_failed}), flush=True)
 
 

@@ -37,7 +37,7 @@ def test_drain_signals_the_instance_and_waits_for_it_to_stop(monkeypatch, capsys
         assert child.stdout.readline() == "ready\n"
         steps = iter(["withdrawing", "withdrawing", "draining"])
         monkeypatch.setattr(_cmd_drain.httpx, "get", lambda url, timeout: _Response(
-            {"pid": child.pid, "draining": next(steps, "stopping")}))
+            {"pid": child.pid, "host_drain": next(steps, "stopping")}))
         monkeypatch.setattr(_cmd_drain, "_running", lambda pid: child.poll() is None)
         args = types.SimpleNamespace(status_address="127.0.0.1:5678", no_wait=False)
         assert _cmd_drain.main(args) == 0
@@ -60,7 +60,7 @@ def test_drain_reports_an_unreachable_instance(capsys):
 def test_status_shows_sync_daemons_and_the_drain():
     from test_status_document import CANNED
 
-    doc = dict(CANNED, draining="waiting hold", sync_daemons={
+    doc = dict(CANNED, host_drain="waiting hold", sync_daemons={
         "desired": ["master eth1 syncid 7", "backup eth1 syncid 7"],
         "running": ["master eth1 syncid 7", "backup eth1 syncid 9"],
         "owned": ["master eth1 syncid 7"], "conflicts": ["backup eth1 syncid 9"],
@@ -68,7 +68,7 @@ def test_status_shows_sync_daemons_and_the_drain():
     lines = render_table(doc).splitlines()
     assert ("sync daemons: master eth1 syncid 7, backup eth1 syncid 9 (foreign);"
             " not running: backup eth1 syncid 7") in lines
-    assert "draining: waiting hold" in lines
+    assert "host drain: waiting hold" in lines
     assert not any(line.startswith("sync daemons") for line in render_table(CANNED).splitlines())
 
 

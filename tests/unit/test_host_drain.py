@@ -1,4 +1,4 @@
-"""The host drain (actors/drain.py) through run_kglb, in virtual time.
+"""The host drain (actors/host_drain.py) through run_kglb, in virtual time.
 
 Routes go first, the hold time is waited, the services stay while connections
 still send packets, and only then the graceful shutdown removes them.
@@ -10,10 +10,10 @@ import pytest
 import trio
 from _control_fakes import FakeCheck, balancer_config
 
-from actors import drain
+from actors import host_drain as drain
 from actors.app import run_kglb
 from actors.dataplane import MemoryDataPlane, RealCounters, ServiceCounters
-from actors.drain import RouteGate
+from actors.host_drain import RouteGate
 from actors.probes import Prober
 from actors.routes import MemorySpeaker
 from kglb import DataPlaneState, LinkAddress, Route, ServiceKey
@@ -62,15 +62,15 @@ async def test_drain_withdraws_waits_hold_serves_until_idle_then_stops(autojump_
 
         t0 = trio.current_time()
         nursery.start_soon(flowing, t0 + 8)
-        handle.drain(timeout=120)
+        handle.drain_host(timeout=120)
         await trio.sleep(0.2)
         assert await speaker.routes() == frozenset()  # withdrawn at once
-        assert handle.statistics().draining in ("withdrawing", "waiting hold")
+        assert handle.statistics().host_drain in ("withdrawing", "waiting hold")
         # a health change during the drain never announces the route again
         fake.up["10.1.0.2"] = False
         await trio.sleep(HOLD + 3)
         assert await speaker.routes() == frozenset()
-        assert handle.statistics().draining == "draining"
+        assert handle.statistics().host_drain == "draining"
         assert dataplane.state.services, "services removed while connections still send"
         # packets stop at t0+8: the drain ends IDLE seconds later (within one poll)
         await done.wait()
@@ -87,8 +87,8 @@ async def test_drain_ends_after_the_hold_when_no_connection_is_active(autojump_c
         handle, done = await run(nursery, fake, dataplane, speaker)
         await trio.sleep(1)
         t0 = trio.current_time()
-        handle.drain(timeout=120)
-        handle.drain(timeout=1)  # a second request changes nothing
+        handle.drain_host(timeout=120)
+        handle.drain_host(timeout=1)  # a second request changes nothing
         await done.wait()
         assert HOLD <= trio.current_time() - t0 <= HOLD + 1
         assert dataplane.state.services == ()
@@ -109,7 +109,7 @@ async def test_drain_timeout_stops_even_while_connections_send(autojump_clock):
 
         nursery.start_soon(flowing)
         t0 = trio.current_time()
-        handle.drain(timeout=30)
+        handle.drain_host(timeout=30)
         await done.wait()
         assert 30 <= trio.current_time() - t0 <= 31
         assert dataplane.state.services == ()

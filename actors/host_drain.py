@@ -28,7 +28,7 @@ import trio
 
 from kglb import DataPlaneState
 
-__all__ = ["IDLE", "Drainer", "RouteGate"]
+__all__ = ["IDLE", "HostDrain", "RouteGate"]
 
 log = structlog.get_logger()
 
@@ -77,7 +77,7 @@ class RouteGate:
                 self._waiting = None
 
 
-class Drainer:
+class HostDrain:
     """Runs the drain of the module docstring once it is requested.
 
     ``handle`` is the ``KglbHandle`` (statistics, shutdown), ``dataplane`` is
