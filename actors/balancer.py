@@ -58,7 +58,7 @@ class BalancerMemory:
     """A balancer's knowledge that outlives one run of its actor. Owned by one task at a time."""
 
     __slots__ = ("addresses", "checks", "draining", "fwmarks", "initial", "published",
-                 "records", "resolve_failures")
+                 "records", "resolve_failures", "serving_since")
 
     def __init__(self) -> None:
         self.addresses: dict[str, str] = {}  # host -> last address it resolved to
@@ -70,6 +70,8 @@ class BalancerMemory:
         self.checks: dict[str, CheckTally] = {}  # host -> cumulative check counts
         # (host, address, port) -> an upstream that left and drains (Upstream.drain set)
         self.draining: dict[tuple[str, str, int], Upstream] = {}
+        # Since when the balancer serves (not initial, not all-down); None: it does not.
+        self.serving_since: float | None = None
 
     def upstreams(self, config: BalancerConfig) -> list[Upstream]:
         """The configured hosts, in config order, with their address and health; then
@@ -342,9 +344,14 @@ class _Run:
         return flaps
 
     def serving(self, key) -> bool:
-        """True if a real other than ``key`` serves now (slow start ramps only then)."""
-        damping, now = self.config.lifecycle.flap_damping, trio.current_time()
-        return not (self.memory.published and self.memory.published.failsafe) and any(
+        """True if a real other than ``key`` serves now and the balancer has served for
+        a whole slow start window (slow start ramps only then): the reals of a balancer
+        that starts or comes back from all-down come in together, at full weight."""
+        life, now = self.config.lifecycle, trio.current_time()
+        damping, since = life.flap_damping, self.memory.serving_since
+        if since is None or now - since < life.slow_start_ms / 1000:
+            return False
+        return any(
             other != key and up.health.up and not suppressed(up.flaps, now=now, damping=damping)
             for other, up in self.memory.records.items())
 
@@ -383,8 +390,13 @@ async def publish(memory: BalancerMemory, config: BalancerConfig,
     """Send ``memory``'s state now if it changed in what the data plane or routes see.
 
     True if it was sent."""
-    state = memory.snapshot(config, statuses=False)  # status reads snapshots
+    now = trio.current_time()
+    state = memory.snapshot(config, statuses=False, now=now)  # status reads snapshots
     memory.initial = state.initial
+    if state.initial or state.failsafe or state.alive_ratio == 0:
+        memory.serving_since = None
+    elif memory.serving_since is None:
+        memory.serving_since = now
     if not state_changed(memory.published, state):
         return False
     if state.failsafe and not (memory.published and memory.published.failsafe):

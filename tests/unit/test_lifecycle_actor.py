@@ -174,6 +174,7 @@ async def test_a_recovering_real_ramps_in_ten_steps_over_the_window(autojump_clo
         await trio.sleep(0.5)
         # Not at the balancer's start: every real got weight_up at once.
         assert weights(dataplane) == {a: 1000 for a in HOSTS}
+        await trio.sleep(10)  # ramps begin once the balancer served a whole window
         fake.up["10.1.0.3"] = False
         await trio.sleep(1.0)
         assert weights(dataplane)["10.1.0.3"] == 0
@@ -204,6 +205,9 @@ async def test_no_slow_start_when_coming_back_from_all_down(autojump_clock):
         fake.up["10.1.0.1"] = True
         await trio.sleep(1.0)
         assert weights(dataplane) == {"10.1.0.1": 1000, "10.1.0.2": 0, "10.1.0.3": 0}
+        fake.up["10.1.0.2"] = True  # the others follow soon after: no ramp either
+        await trio.sleep(2.0)
+        assert weights(dataplane) == {"10.1.0.1": 1000, "10.1.0.2": 1000, "10.1.0.3": 0}
         handle.shutdown()
 
 
