@@ -165,7 +165,9 @@ async def test_a_drained_real_keeps_its_connection_and_goes_after_it_closes(topo
         client.wait()
         closed = trio.current_time()
         await wait_weights({staying: 1000})
-        assert trio.current_time() - closed < 5  # deleted a few seconds after the close
+        # Deleted a few seconds after the close: the counters are read every 1 s, and
+        # an apply under software emulation on a busy host takes up to ~2 s.
+        assert trio.current_time() - closed < 8
         handle.shutdown()
 
 
@@ -197,7 +199,7 @@ async def test_a_recovering_real_ramps_in_the_documented_steps(topology, tmp_pat
         await wait_weights({REALS["rs1"]: 1000, rs2: 0})
         switch.up[rs2] = True
         seen = []
-        with trio.move_on_after(5):
+        with trio.move_on_after(12):  # 3 s of ramp, plus slow applies under emulation
             while not seen or seen[-1] != 1000:
                 weight = ipvs_weights()[rs2]
                 if weight and (not seen or seen[-1] != weight):
