@@ -64,6 +64,7 @@ from kglb import BalancerState, DataPlaneState, Operation
 from kglb.config import Config
 
 from .dataplane import MemoryDataPlane
+from .drain import DRAIN_COUNTERS_INTERVAL, reading_of
 from .host_drain import HostDrain, RouteGate
 from .generator import COALESCE
 from .metrics import CheckTally
@@ -218,8 +219,11 @@ async def run_kglb(
     with ExitStack() as stack:
         if ownership_path is None:
             ownership_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "owned.json"
+        # Drains end on the counters the writer reads: read them often then.
+        drains = any(b.lifecycle.drain_timeout_ms for b in config.balancers)
         writer = Writer(dataplane, speaker, ownership_path=ownership_path,
-                        keep_on_exit=keep_on_exit, on_apply=on_apply)
+                        keep_on_exit=keep_on_exit, on_apply=on_apply,
+                        **({"counters_interval": DRAIN_COUNTERS_INTERVAL} if drains else {}))
         # One state in flight: the writer drains to the newest anyway, and a
         # generator blocked here just generates again from newer states. The
         # receive end is ours, not the writer's: it must outlive a writer crash.
@@ -232,7 +236,9 @@ async def run_kglb(
         gate = RouteGate()
         budget = RestartBudget(policy)
         plane = ControlPlane(config, prober=prober, send_desired=send_generated, resolve=resolve,
-                             budget=budget, coalesce=coalesce)
+                             budget=budget, coalesce=coalesce,
+                             connections=reading_of(writer.statistics),
+                             drain_on_stop=not keep_on_exit)
         daemons = SyncDaemons(sync_daemons if sync_daemons is not None else MemoryDaemons(),
                               record=daemons_path(ownership_path), desired=config.sync_daemons)
         drainer = HostDrain(gate, dataplane)
