@@ -34,13 +34,15 @@ def _status(url: str) -> dict | None:
 
 
 def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs; an exited process its parent has not reaped yet
+    (a zombie) does not."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = open(f"/proc/{pid}/stat", "rb").read()  # noqa: SIM115 (closed by refcount)
+    except FileNotFoundError:
         return False
-    except PermissionError:
+    except OSError:
         return True
-    return True
+    return stat.rsplit(b")", 1)[-1].split()[0] != b"Z"  # the name may hold spaces and ")"
 
 
 def main(args) -> int:

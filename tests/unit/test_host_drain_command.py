@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 import types
 
 from actors import _cmd_drain
@@ -95,3 +97,17 @@ async def test_sigusr2_drains_once_and_shutdown_signals_still_work():
                     await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     assert calls == ["drain", "shutdown", "force"]
+
+
+def test_an_exited_but_unreaped_instance_is_not_running():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while _cmd_drain._running(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _cmd_drain._running(child.pid)  # a zombie until wait() below
+        assert open(f"/proc/{child.pid}/stat").read().split(") ")[1][0] == "Z"
+    finally:
+        child.wait()
+    assert not _cmd_drain._running(child.pid)
+    assert _cmd_drain._running(os.getpid())
