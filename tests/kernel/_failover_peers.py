@@ -6,7 +6,7 @@ connections from source ports FIRST_PORT.., each pinging every 0.3 s, plus a
 new short connection every 0.2 s, until STOP_FILE exists; then one JSON line
 on stdout: per long connection its real, pings, longest wait for an answer
 and how it broke (null: never; "stalled" if no answer for STALLED s at the
-end), and the new connections that succeeded and failed.
+end), and the new connections that succeeded and failed (when each began).
 """
 
 from __future__ import annotations
@@ -85,13 +85,14 @@ def client(vip: str, port: int, count: int, first: int, stop_file: str) -> None:
     print("established", flush=True)
     new_ok, new_failed = 0, []
     while not os.path.exists(stop_file):
+        started = time.time()
         try:
             sock, lines, _ = _open(vip, port)
             _exchange(sock, lines, "hello")
             sock.close()
             new_ok += 1
         except OSError as exc:
-            new_failed.append(f"{type(exc).__name__}: {exc} at {time.time():.1f}")
+            new_failed.append({"started": started, "error": f"{type(exc).__name__}: {exc}"})
         time.sleep(NEW)
     stop.set()
     time.sleep(PING + 0.1)

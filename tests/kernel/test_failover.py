@@ -11,6 +11,9 @@ balancers, so some connections go through each. Then one balancer goes away:
 * sync daemon + wrr (not consistent): lb1's kglb-trio and BIRD are killed
   (SIGKILL, as a host dying). lb2's BACKUP daemon had received lb1's
   connection entries from lb1's MASTER, so lb2 forwards them to their real.
+  The kernel sends an entry after a connection's third packet and flushes
+  within 1-2 s: a new connection through lb1 younger than that when lb1 dies
+  is lost (counted and printed; only these may fail, and only here).
 * drain (mh + sloppy_tcp): ``kglb-trio drain`` on lb1 under traffic: routes
   withdrawn, hold time, lb1's services serve what still comes, lb1 exits 0.
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import signal
 import subprocess
 import sys
@@ -33,6 +37,9 @@ from _bgp_mh_lab import CLIENT, ECHO_PORT, LBS, PEERS, REALS, VIP, Lab
 
 LONG = 12
 FIRST_PORT = 41001
+#: Seconds a new connection's entry may take to reach the other host (ip_vs_sync.c:
+#: sent after the 3rd packet, flushed within IPVS_SYNC_CHECK_PERIOD..FLUSH_TIME).
+SYNC_DELAY = 3.0
 TWO_PATHS = ("nexthop via 169.254.78.1 ", "nexthop via 169.254.78.5 ")
 
 
@@ -145,7 +152,7 @@ def report(name: str, result: dict, paths: dict[int, str], lb: str) -> list[str]
     longest = max(c["longest"] for c in result["long"].values())
     print(f"{name}: {LONG} long connections ({through} through {lb}), broken {len(failed)},"
           f" longest wait for an answer {longest:.1f} s; new connections {result['new_ok']}"
-          f" served, {len(result['new_failed'])} failed")
+          f" served, {len(result['new_failed'])} failed {result['new_failed']}")
     return failed
 
 
@@ -179,19 +186,28 @@ async def test_sync_daemon_keeps_wrr_connections_when_a_balancer_dies(make_lab):
         assert daemons["running"] == ["master sync0 syncid 19", "backup sync0 syncid 19"], daemons
         assert daemons["owned"] == daemons["running"]
 
+    died = {}
+
     async def die() -> None:
         # A host dying: kglb-trio and BIRD gone at once, nothing cleaned up.
         synced = lab.run("lb2", "ipvsadm", "-Lnc")
         print(f"lb2's connection table before lb1 dies:\n{synced}")
+        died["at"] = time.time()
         lab.kill("kglb-lb1")
         lab.kill("bird-lb1")
         await wait_for(lab, lambda: "169.254.78.1" not in vip_route(lab), 30,
                        "lb1's path leaves the router")
+        died["gone"] = time.time()
 
     result, paths = await traffic_through(lab, die)
     failed = report("sync daemon + wrr, lb1 killed", result, paths, "lb1")
     assert "lb1" in paths.values(), paths
-    assert failed == [] and result["new_failed"] == [], result
+    assert failed == [], result
+    # Only a connection begun in the last moments before lb1 died (not yet
+    # synchronised) may have been lost; every later one was served.
+    unsynced = [f for f in result["new_failed"]
+                if died["at"] - SYNC_DELAY <= f["started"] <= died["gone"]]
+    assert unsynced == result["new_failed"], (died, result["new_failed"])
     assert all(c["pings"] >= 20 for c in result["long"].values()), result
 
 
