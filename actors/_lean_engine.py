@@ -9,9 +9,10 @@ heaps, and one trio task (:meth:`LeanEngine.run`) drives them all: it wakes
 at the next timer, or every ``tick`` while checks are in flight, and does
 what is due in one synchronous :meth:`LeanEngine.step` (a bounded amount: a
 step behind its schedule yields to the other tasks and goes on at once). The
-trio cost is per tick, not per check; due times, latencies and timeouts are to
-within a tick (2 ms; a quarter of it while a limiter is full, when a token
-returned sooner is a check started sooner).
+trio cost is per tick, not per check; due times and timeouts are to within a
+tick (2 ms; a quarter of it while a limiter is full, when a token returned
+sooner is a check started sooner); a latency is read on the clock itself, from
+before the connect to when the engine saw the check end.
 
 Contract (the same schedule as ``Prober._probe``). ``add(probe)`` checks
 ``probe.target`` (for which ``_lean_checks.plan`` is not None) at once and
@@ -266,7 +267,9 @@ class LeanEngine:
             self.missed += int((now - entry.due) // interval)
             entry.due = now
         entry.limiter = limiter
-        entry.started = now
+        # The clock itself, not the step's ``now``: a check that ends within the
+        # step it started in (tcp on loopback) has a latency, not 0.0.
+        entry.started = self._clock()
         self.in_flight += 1
         self._budget -= 1
         conn = open_check(entry.probe.target, entry.plan)
@@ -294,7 +297,8 @@ class LeanEngine:
     def _finish(self, entry: _Entry, reason: str, now: float) -> None:
         interval = entry.interval
         self._end(entry)
-        result = CheckResult(passed=reason == "ok", reason=reason, latency=now - entry.started)
+        result = CheckResult(passed=reason == "ok", reason=reason,
+                             latency=self._clock() - entry.started)
         # From the due time, not the start: late wake-ups must not stretch every period.
         entry.due += interval * (1 + self._uniform(-entry.spread, entry.spread))
         entry.spread = self._jitter

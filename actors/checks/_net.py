@@ -228,27 +228,6 @@ class SocketConn:
         return await self.sock.recv(max_bytes)
 
 
-async def read_until(conn, delimiter: bytes, limit: int, *, too_long: str = "too long") -> bytes:
-    """Bytes from ``conn`` up to and including the first ``delimiter``.
-
-    Reads at most ``limit`` bytes: more without the delimiter is
-    ``CheckFailure(too_long)``, EOF before it is ``CheckFailure("short read")``.
-    Whatever follows the delimiter in the last chunk is dropped (callers read
-    nothing after it).
-    """
-    data = b""
-    while True:
-        chunk = await conn.receive_some(limit - len(data))
-        if not chunk:
-            raise CheckFailure("short read")
-        data += chunk
-        end = data.find(delimiter)
-        if end >= 0:
-            return data[: end + len(delimiter)]
-        if len(data) >= limit:
-            raise CheckFailure(too_long)
-
-
 async def read_exactly(conn, size: int) -> bytes:
     """Exactly ``size`` bytes from ``conn``; EOF before is ``CheckFailure("short read")``."""
     data = b""
