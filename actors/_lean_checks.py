@@ -2,8 +2,9 @@
 
 Contract. :func:`plan` says how a target is checked here, or None when it
 needs the trio checkers of :mod:`actors.checks` (https, proxies, redirects,
-host names, dns, syslog, dummy, a tunnel without a VIP). A plan covers the
-tcp check and the plain http GET judged on its status line.
+host names, dns, syslog, a tunnel without a VIP). A plan covers the tcp
+check, the plain http GET judged on its response head, and the dummy check
+(which passes at once).
 
 :func:`open_check` opens the socket non-blocking, sets SO_MARK, the tunnel MSS
 and the source bind BEFORE connect (the same order and options as
@@ -30,7 +31,7 @@ import socket
 from typing import NamedTuple
 
 from kglb import ProbeTarget
-from kglb.config import HttpCheck, TcpCheck
+from kglb.config import DummyCheck, HttpCheck, TcpCheck
 
 from .checks import _http_wire as wire
 from .checks._http_head import HeadReader
@@ -72,10 +73,16 @@ def _codes(codes: tuple[int, ...]) -> frozenset[int]:
     return frozenset(codes)
 
 
+#: The dummy check's plan: it passes at once, with no socket (as actors.checks.dummy).
+DUMMY = Plan(0, "", 0, 0, None, frozenset(), 0.0)
+
+
 def plan(target: ProbeTarget) -> Plan | None:
     """The lean plan of ``target``'s check, or None: the trio checker runs it."""
     check = target.check
     kind = type(check)
+    if kind is DummyCheck:
+        return DUMMY
     if kind is TcpCheck:
         request, codes = None, frozenset()
     elif (kind is HttpCheck and check.scheme == "http" and not check.proxy_check_url
@@ -168,6 +175,8 @@ class Conn:
 
 def open_check(target: ProbeTarget, plan: Plan) -> Conn | str:
     """Start ``plan``'s connect: a Conn to wait on, or the final reason of a failure at once."""
+    if plan is DUMMY:
+        return "ok"
     try:
         sock = socket.socket(plan.family, _NONBLOCK_STREAM)
     except OSError as exc:

@@ -10,6 +10,7 @@ import time
 import pytest
 import trio
 
+from actors._probe_pipe import WorkerResult
 from actors._probe_shards import urgent_first
 from actors.probes import Prober
 from kglb import ProbeTarget
@@ -126,12 +127,14 @@ def test_a_frame_delivers_results_that_may_decide_first_in_each_targets_order():
     f = (0.1,)  # a folded result (it carries earlier latencies)
 
     def result(probe_id, tag, folded=()):
-        return (probe_id, True, tag, 0.0, folded, 0.0)
+        return WorkerResult(probe_id=probe_id, passed=False, reason=tag, latency=0.0, at=0.0,
+                            folded=folded)
 
-    frame = [result(1, "a", f), result(2, "b"), result(1, "c"), result(3, "d", f),
-             result(2, "e"), result(4, "g")]
+    frame = (result(1, "a", f), result(2, "b"), result(1, "c"), result(3, "d", f),
+             result(2, "e"), result(4, "g"))
     ordered = urgent_first(frame)
-    assert [r[2] for r in ordered] == ["b", "e", "g", "a", "c", "d"]
+    assert [r.reason for r in ordered] == ["b", "e", "g", "a", "c", "d"]
     for probe_id in (1, 2, 3, 4):  # each target's own order is kept
-        assert [r for r in ordered if r[0] == probe_id] == [r for r in frame if r[0] == probe_id]
+        assert [r for r in ordered if r.probe_id == probe_id] == [
+            r for r in frame if r.probe_id == probe_id]
     assert urgent_first(frame[:1]) == frame[:1]
