@@ -4,6 +4,8 @@ The Prober keeps the watchers, delivery and statistics; each distinct target
 is assigned to the least loaded worker, whose process (``python -m
 actors.probe_worker``, its own trio.run) runs the probe task and sends the
 results back in batches (:mod:`actors._probe_pipe`). A worker that dies is
+counted as a crash in the shared restart budget (logged, in ``restarts`` and
+``actor_restarts_total``, and past the intensity the process stops), then
 restarted with backoff and re-sent every target it had, so watchers only see
 a gap. A balancer's concurrency limit is split evenly over the workers.
 
@@ -12,7 +14,6 @@ Times are re-stamped on arrival: each process's trio clock has its own offset.
 
 from __future__ import annotations
 
-import logging
 import itertools
 import math
 import socket
@@ -30,11 +31,17 @@ from kglb import CheckResult, ProbeResult
 from . import _probe_pipe
 from ._probe_pipe import UnwatchCommand, WatchCommand, WorkerReport, WorkerResult
 
-log = logging.getLogger("kglb_trio.probes")
-
 _BACKOFF_FIRST = 0.5
 _BACKOFF_MAX = 10.0
 _YIELD_EVERY = 256  # results delivered between two checkpoints
+
+
+class ProbeWorkerExited(Exception):
+    """A probe worker process ended (it runs until its Prober is gone)."""
+
+    def __init__(self, code: int | None) -> None:
+        super().__init__(f"probe worker exited with status {code}")
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,9 +130,11 @@ class Shards:
     def __bool__(self) -> bool:
         return bool(self._workers)
 
-    async def start(self, nursery: trio.Nursery) -> None:
+    async def start(self, nursery: trio.Nursery, budget) -> None:
+        """Start every worker process; their exits count against ``budget`` (a
+        :class:`actors.supervisor.RestartBudget`, shared with every actor)."""
         for worker in self._workers:
-            nursery.start_soon(self._supervise, worker)
+            nursery.start_soon(self._supervise, worker, budget)
 
     def _watch_command(self, probe) -> WatchCommand:
         limiter = probe.limiter
@@ -154,15 +163,19 @@ class Shards:
     def checks_done(self) -> list[tuple[int, Counter[str]]]:
         return [worker.checks_done() for worker in self._workers]
 
-    async def _supervise(self, worker: _Worker) -> None:
+    async def _supervise(self, worker: _Worker, budget) -> None:
         backoff = _BACKOFF_FIRST
         while True:
             started = trio.current_time()
             code = await self._run_process(worker)
-            log.error("probe worker %d exited with %s; restarting", worker.index, code)
             worker.restarts += 1
-            if trio.current_time() - started > 60:
+            now = trio.current_time()
+            if now - started > 60:
                 backoff = _BACKOFF_FIRST  # it ran fine for a while: not a crash loop
+            # Logged ("actor crashed") and counted like any actor's crash (restarts,
+            # actor_restarts_total); past the shared intensity this raises, and the
+            # process stops as for any crash loop.
+            budget.crashed(f"probe worker {worker.index}", now, ProbeWorkerExited(code))
             await trio.sleep(backoff)
             backoff = min(backoff * 2, _BACKOFF_MAX)
 

@@ -1,7 +1,9 @@
 """The probing layer: one probe per distinct ProbeTarget, results to every watcher.
 
-Theory of operation. A balancer actor calls ``prober.watch(target, interval=,
-limiter=, send=)`` for each real it checks. The first watch of a target
+Theory of operation. The Prober is an actor: a balancer sends
+``Watch(target=, interval=, limiter=, send=)`` to its ``inbox`` for each real
+it checks, and ``Unwatch(target=, send=)`` when it stops; code in the
+Prober's own task may call ``watch()`` instead. The first watch of a target
 starts its probe on the probe driver (:mod:`actors._lean_engine`), which
 checks at once and then every ``interval`` seconds on the one schedule of
 :mod:`kglb.schedule`: each gap stretched or shrunk by a random factor within
@@ -14,7 +16,7 @@ There is no round barrier: a slow or hanging real delays only its own probe.
 
 Several watchers of one target (two balancers with the same real and check)
 share its probe: it runs at the shortest of their intervals, under the
-limiter of the oldest watcher. ``Watch.cancel()`` stops delivery at once; the
+limiter of the oldest watcher. An Unwatch stops delivery at once; the
 probe task ends when its last watcher is gone. A watcher whose channel is
 closed is cancelled. A result goes into the channel's buffer without a
 scheduling round; when the buffer is full, that target's probe pauses until
@@ -104,7 +106,36 @@ class ProberStatistics:
     workers: tuple[_probe_shards.WorkerStatistics, ...] = ()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Watch:
+    """To the Prober's inbox: deliver ``target``'s results to ``send`` (a balancer's
+    results channel) until an Unwatch of the same target and channel. Watching
+    again replaces the earlier watch (a new interval, limiter or quiet_after)."""
+
+    target: ProbeTarget
+    interval: float  # seconds
+    limiter: trio.CapacityLimiter  # bounds the checks in flight of the watcher's balancer
+    send: trio.MemorySendChannel[ProbeResult]
+    quiet_after: int = 0  # > 0: fold after that many equal results (kglb.fold)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target, ProbeTarget):
+            raise TypeError("target must be a ProbeTarget")
+        if not self.interval > 0:
+            raise ValueError("interval must be > 0")
+        if self.quiet_after < 0:
+            raise ValueError("quiet_after must be >= 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unwatch:
+    """To the Prober's inbox: stop delivering ``target``'s results to ``send``."""
+
+    target: ProbeTarget
+    send: trio.MemorySendChannel[ProbeResult]
+
+
+class Subscription:
     """One watcher's subscription to a target's results. ``cancel()`` ends it."""
 
     __slots__ = ("_prober", "active", "interval", "limiter", "quiet_after", "send", "target")
@@ -126,7 +157,8 @@ class Watch:
 
     def __repr__(self) -> str:
         state = "active" if self.active else "cancelled"
-        return f"<Watch {self.target.address}:{self.target.port} every {self.interval}s {state}>"
+        return (f"<Subscription {self.target.address}:{self.target.port} every "
+                f"{self.interval}s {state}>")
 
 
 class Probe:
@@ -137,7 +169,7 @@ class Probe:
     def __init__(self, target: ProbeTarget, id: int) -> None:
         self.target = target
         self.id = id
-        self.watchers: list[Watch] = []
+        self.watchers: list[Subscription] = []
         self.last: ProbeResult | None = None
         self.shard = None
         self.fold: Fold | None = None  # None: sharded (its worker folds)
@@ -204,22 +236,52 @@ class Prober:
         self._fold_period = fold_period
         self._shards = _probe_shards.Shards(self, workers, check, jitter, self._sources,
                                             fold_period)
-        self._driver = None  # with workers, each worker has its own
-        if not workers:
-            self._driver = LeanEngine(self._deliver, check=check, lean=lean, jitter=jitter)
+        self._check = check
+        self._lean_checks = lean
+        self._driver: LeanEngine | None = None  # in-process only, while running
+        # Unbounded: a balancer must never block on the Prober, and it sends at most
+        # one message per real added or removed.
+        self.inbox, self._inbox = trio.open_memory_channel[Watch | Unwatch](math.inf)
+        self._watchers: dict[tuple[ProbeTarget, object], Subscription] = {}  # (target, send)
+        self._missed_before = 0  # by the drivers of earlier runs
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Run the probes (and the worker processes) until cancelled."""
-        async with trio.open_nursery() as nursery:
-            await self._shards.start(nursery)
-            if self._driver is not None:
-                await nursery.start(self._run_driver)
-            self._nursery = nursery
-            try:
+    def _new_driver(self) -> LeanEngine | None:
+        if self._shards:
+            return None  # each worker has its own
+        return LeanEngine(self._deliver, check=self._check, lean=self._lean_checks,
+                          jitter=self._jitter)
+
+    async def run(self, *, budget=None,
+                  task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run the probes (and the worker processes) until cancelled.
+
+        ``budget`` (an ``actors.supervisor.RestartBudget``) counts the worker
+        processes' exits with every actor's crashes (None: a budget of its own). A Supervisor may run this again after a
+        crash: every probe watched so far starts again, at once.
+        """
+        if budget is None and self._shards:
+            # Imported here: the supervisor's imports (metrics, balancers) are ~8 MB
+            # of RSS that a probe worker, whose Prober has no workers, does without.
+            from .supervisor import RestartBudget
+
+            budget = RestartBudget()
+        driver = self._driver = self._new_driver()
+        try:
+            async with trio.open_nursery() as nursery:
+                await self._shards.start(nursery, budget)
+                if driver is not None:
+                    await nursery.start(self._run_driver)
+                    for probe in self._probes.values():  # none, unless restarted
+                        driver.add(probe)
+                self._nursery = nursery
                 task_status.started()
-                await trio.sleep_forever()
-            finally:
-                self._nursery = None
+                async for message in self._inbox:  # never ends: self.inbox stays open
+                    self._apply(message)
+        finally:
+            self._nursery = None
+            self._driver = None
+            if driver is not None:
+                self._missed_before += driver.missed  # a restart keeps the count
 
     def watch(
         self,
@@ -229,8 +291,10 @@ class Prober:
         limiter: trio.CapacityLimiter,
         send: trio.MemorySendChannel[ProbeResult],
         quiet_after: int = 0,
-    ) -> Watch:
-        """Deliver ``target``'s results to ``send`` until the returned Watch is cancelled.
+    ) -> Subscription:
+        """Deliver ``target``'s results to ``send`` until the returned Subscription is
+        cancelled. For code in the Prober's own task (a probe worker, tests); actors
+        send :class:`Watch` and :class:`Unwatch` to :attr:`inbox` instead.
 
         ``send`` is a MemorySendChannel (anything with ``send_nowait`` and
         ``send``); ``limiter`` bounds the checks in flight of this watcher's
@@ -243,7 +307,7 @@ class Prober:
             raise ValueError("interval must be > 0")
         if quiet_after < 0:
             raise ValueError("quiet_after must be >= 0")
-        watch = Watch(self, target, interval, limiter, send, quiet_after)
+        watch = Subscription(self, target, interval, limiter, send, quiet_after)
         probe = self._probes.get(target)
         if probe is None:
             probe = self._probes[target] = Probe(target, self._next_id)
@@ -265,7 +329,18 @@ class Prober:
             self._shards.update(probe)
         return watch
 
-    def _unwatch(self, watch: Watch) -> None:
+    def _apply(self, message: Watch | Unwatch) -> None:
+        key = (message.target, message.send)
+        old = self._watchers.pop(key, None)
+        if isinstance(message, Watch):
+            # The new subscription first: the probe keeps running, with the new settings.
+            self._watchers[key] = self.watch(
+                message.target, interval=message.interval, limiter=message.limiter,
+                send=message.send, quiet_after=message.quiet_after)
+        if old is not None:
+            old.cancel()
+
+    def _unwatch(self, watch: Subscription) -> None:
         probe = self._probes.get(watch.target)
         if probe is None or watch not in probe.watchers:
             return
@@ -310,8 +385,8 @@ class Prober:
     def counters(self) -> tuple[int, int]:
         """(in flight, missed) of the in-process probes, cheaply (for worker reports)."""
         if self._driver is None:
-            return 0, 0
-        return self._driver.in_flight, self._driver.missed
+            return 0, self._missed_before
+        return self._driver.in_flight, self._missed_before + self._driver.missed
 
     async def _run_driver(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         TUNNEL_SOURCES.set(self._sources)  # read by every check's tunnel_source()
@@ -344,10 +419,10 @@ class Prober:
             await self._send_late(late)
 
     @staticmethod
-    def _send_nowait(probe: Probe, messages) -> dict[Watch, list[ProbeResult]]:
+    def _send_nowait(probe: Probe, messages) -> dict[Subscription, list[ProbeResult]]:
         """Send ``messages`` to every watcher with room, with no scheduling round (the
         common case); return what did not fit, per watcher, in order."""
-        late: dict[Watch, list[ProbeResult]] = {}
+        late: dict[Subscription, list[ProbeResult]] = {}
         for message in messages:
             for watch in tuple(probe.watchers):
                 if not watch.active:
@@ -363,7 +438,7 @@ class Prober:
                     watch.cancel()
         return late
 
-    async def _send_late(self, late: dict[Watch, list[ProbeResult]], paused=None) -> None:
+    async def _send_late(self, late: dict[Subscription, list[ProbeResult]], paused=None) -> None:
         """Wait until each watcher took its messages; then resume the ``paused`` probe."""
         for watch, messages in late.items():
             for message in messages:
@@ -372,7 +447,7 @@ class Prober:
                         await watch.send.send(message)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         watch.cancel()
-        if paused is not None:
+        if paused is not None and self._driver is not None:
             self._driver.resume(paused)
 
     def probe_by_id(self, id: int) -> Probe | None:

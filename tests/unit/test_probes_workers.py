@@ -9,10 +9,12 @@ import time
 
 import pytest
 import trio
+from functools import partial
 
 from actors._probe_pipe import WorkerResult
 from actors._probe_shards import urgent_first
 from actors.probes import Prober
+from actors.supervisor import RestartBudget
 from kglb import ProbeTarget
 from kglb.config import TcpCheck
 
@@ -33,7 +35,8 @@ async def test_two_workers_check_loopback_targets_and_survive_a_crash(nursery, c
     targets = [ProbeTarget(address="127.0.0.1", port=p, check=TcpCheck(timeout_ms=1000))
                for p in ports + [closed]]
     prober = Prober(workers=2)
-    await nursery.start(prober.run)
+    budget = RestartBudget()
+    await nursery.start(partial(prober.run, budget=budget))
     send, receive = trio.open_memory_channel(1000)
     limiter = trio.CapacityLimiter(10)
     watches = [prober.watch(t, interval=0.2, limiter=limiter, send=send) for t in targets]
@@ -62,6 +65,8 @@ async def test_two_workers_check_loopback_targets_and_survive_a_crash(nursery, c
         seen = await results_for_every_target()
     assert len(seen) == 5
     assert prober.statistics().workers[0].pid not in (None, victim.pid)
+    # Counted as any actor's crash: in the shared budget (restarts, actor_restarts_total).
+    assert budget.restarts() == {"probe worker 0": 1}
 
     # Cancelled watches: the workers stop probing them.
     for watch in watches:
