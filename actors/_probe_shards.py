@@ -127,8 +127,8 @@ class Shards:
                 if sources.get(family):
                     self._command += [flag, sources[family]]
 
-    def __bool__(self) -> bool:
-        return bool(self._workers)
+    def __len__(self) -> int:
+        return len(self._workers)
 
     async def start(self, nursery: trio.Nursery, budget) -> None:
         """Start every worker process; their exits count against ``budget`` (a

@@ -64,6 +64,7 @@ from kglb import CheckResult, ProbeResult, ProbeTarget
 from kglb.fold import FOLD_PERIOD, Fold
 
 from . import _probe_shards
+from ._probe_watch import Probe, Subscription, Unwatch, Watch
 from ._lean_engine import LeanEngine
 from .checks import TUNNEL_SOURCES, run_check
 
@@ -106,97 +107,6 @@ class ProberStatistics:
     workers: tuple[_probe_shards.WorkerStatistics, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Watch:
-    """To the Prober's inbox: deliver ``target``'s results to ``send`` (a balancer's
-    results channel) until an Unwatch of the same target and channel. Watching
-    again replaces the earlier watch (a new interval, limiter or quiet_after)."""
-
-    target: ProbeTarget
-    interval: float  # seconds
-    limiter: trio.CapacityLimiter  # bounds the checks in flight of the watcher's balancer
-    send: trio.MemorySendChannel[ProbeResult]
-    quiet_after: int = 0  # > 0: fold after that many equal results (kglb.fold)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.target, ProbeTarget):
-            raise TypeError("target must be a ProbeTarget")
-        if not self.interval > 0:
-            raise ValueError("interval must be > 0")
-        if self.quiet_after < 0:
-            raise ValueError("quiet_after must be >= 0")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Unwatch:
-    """To the Prober's inbox: stop delivering ``target``'s results to ``send``."""
-
-    target: ProbeTarget
-    send: trio.MemorySendChannel[ProbeResult]
-
-
-class Subscription:
-    """One watcher's subscription to a target's results. ``cancel()`` ends it."""
-
-    __slots__ = ("_prober", "active", "interval", "limiter", "quiet_after", "send", "target")
-
-    def __init__(self, prober, target, interval, limiter, send, quiet_after=0) -> None:
-        self._prober = prober
-        self.target = target
-        self.interval = interval
-        self.limiter = limiter
-        self.send = send
-        self.quiet_after = quiet_after
-        self.active = True
-
-    def cancel(self) -> None:
-        """Stop delivering to this watcher (idempotent, never blocks)."""
-        if self.active:
-            self.active = False
-            self._prober._unwatch(self)
-
-    def __repr__(self) -> str:
-        state = "active" if self.active else "cancelled"
-        return (f"<Subscription {self.target.address}:{self.target.port} every "
-                f"{self.interval}s {state}>")
-
-
-class Probe:
-    """The shared state of one target's probe: its watchers and its task's scope."""
-
-    __slots__ = ("fold", "id", "last", "shard", "target", "watchers")
-
-    def __init__(self, target: ProbeTarget, id: int) -> None:
-        self.target = target
-        self.id = id
-        self.watchers: list[Subscription] = []
-        self.last: ProbeResult | None = None
-        self.shard = None
-        self.fold: Fold | None = None  # None: sharded (its worker folds)
-
-    @property
-    def interval(self) -> float:
-        watchers = self.watchers
-        if len(watchers) == 1:  # the common case, read at every check
-            return watchers[0].interval
-        return min(watch.interval for watch in watchers)
-
-    @property
-    def limiter(self) -> trio.CapacityLimiter:
-        return self.watchers[0].limiter
-
-    @property
-    def quiet_after(self) -> int:
-        """Fold after this many equal results: every watcher must allow it (0: never)."""
-        quiet = [watch.quiet_after for watch in self.watchers]
-        return 0 if 0 in quiet else max(quiet, default=0)
-
-    def refold(self) -> None:
-        """The watchers changed: fold by their rule, and let the next results through."""
-        if self.fold is not None:
-            self.fold.restart(self.quiet_after)
-
-
 class Prober:
     """Runs the probes of every watched target; see the module docstring.
 
@@ -234,9 +144,10 @@ class Prober:
         self._checks = 0
         self._by_reason: Counter[str] = Counter()
         self._fold_period = fold_period
-        self._shards = _probe_shards.Shards(self, workers, check, jitter, self._sources,
-                                            fold_period)
         self._check = check
+        self._shards = self._new_shards(workers)
+        self._wanted_workers = workers
+        self._reshard: trio.CancelScope | None = None
         self._lean_checks = lean
         self._driver: LeanEngine | None = None  # in-process only, while running
         # Unbounded: a balancer must never block on the Prober, and it sends at most
@@ -244,6 +155,16 @@ class Prober:
         self.inbox, self._inbox = trio.open_memory_channel[Watch | Unwatch](math.inf)
         self._watchers: dict[tuple[ProbeTarget, object], Subscription] = {}  # (target, send)
         self._missed_before = 0  # by the drivers of earlier runs
+
+    def _new_shards(self, workers: int) -> _probe_shards.Shards:
+        return _probe_shards.Shards(self, workers, self._check, self._jitter, self._sources,
+                                    self._fold_period)
+
+    def _new_fold(self, quiet_after: int) -> Fold:
+        # Each its own period: targets watched together (a config load) settle
+        # together, and equal periods would release their results in bursts.
+        spread = _FOLD_SPREAD if self._jitter else 0.0  # jitter=0: all exact
+        return Fold(quiet_after, period=self._fold_period * random.uniform(1 - spread, 1 + spread))
 
     def _new_driver(self) -> LeanEngine | None:
         if self._shards:
@@ -256,9 +177,20 @@ class Prober:
         """Run the probes (and the worker processes) until cancelled.
 
         ``budget`` (an ``actors.supervisor.RestartBudget``) counts the worker
-        processes' exits with every actor's crashes (None: a budget of its own). A Supervisor may run this again after a
-        crash: every probe watched so far starts again, at once.
+        processes' exits with every actor's crashes (None: a budget of its own).
+        A Supervisor may run this again after a crash: every probe watched so
+        far starts again, at once. :meth:`set_workers` restarts it the same way.
         """
+        while True:
+            if self._wanted_workers != len(self._shards):
+                self._move_to(self._wanted_workers)
+            with trio.CancelScope() as self._reshard:
+                await self._run(budget, task_status)
+            # Here only when set_workers cancelled the scope (a shutdown cancels an
+            # outer one too, and its Cancelled leaves this loop): move, run again.
+            task_status = trio.TASK_STATUS_IGNORED  # started already
+
+    async def _run(self, budget, task_status) -> None:
         if budget is None and self._shards:
             # Imported here: the supervisor's imports (metrics, balancers) are ~8 MB
             # of RSS that a probe worker, whose Prober has no workers, does without.
@@ -282,6 +214,32 @@ class Prober:
             self._driver = None
             if driver is not None:
                 self._missed_before += driver.missed  # a restart keeps the count
+
+    def set_workers(self, workers: int) -> None:
+        """Probe in ``workers`` processes from now on (0: in-process), as at start with
+        that count: a reload calls this with the count its config asks for. Every
+        probe moves at once (its next check comes at once); nothing is lost but
+        the checks in flight."""
+        if workers < 0:
+            raise ValueError("workers must be >= 0")
+        self._wanted_workers = workers
+        if workers != len(self._shards) and self._reshard is not None:
+            self._reshard.cancel()
+
+    def _move_to(self, workers: int) -> None:
+        # Keep what the old workers counted (their statistics go with them).
+        for checks, by_reason in self._shards.checks_done():
+            self._checks += checks
+            self._by_reason.update(by_reason)
+        self._missed_before += sum(shard.missed for shard in self._shards.statistics())
+        self._shards = self._new_shards(workers)
+        for probe in self._probes.values():
+            probe.shard = None
+            if self._shards:
+                probe.fold = None  # its worker folds
+                self._shards.assign(probe)
+            elif probe.fold is None:
+                probe.fold = self._new_fold(probe.quiet_after)
 
     def watch(
         self,
@@ -317,11 +275,7 @@ class Prober:
             if self._shards:
                 self._shards.assign(probe)
                 return watch
-            # Each its own period: targets watched together (a config load) settle
-            # together, and equal periods would release their results in bursts.
-            spread = _FOLD_SPREAD if self._jitter else 0.0  # jitter=0: all exact
-            period = self._fold_period * random.uniform(1 - spread, 1 + spread)
-            probe.fold = Fold(quiet_after, period=period)
+            probe.fold = self._new_fold(quiet_after)
             self._driver.add(probe)
         else:
             probe.watchers.append(watch)

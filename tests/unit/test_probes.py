@@ -310,8 +310,9 @@ async def test_the_inbox_takes_watch_and_unwatch_messages(started, autojump_cloc
     limiter = trio.CapacityLimiter(1)
     t0 = trio.current_time()
     prober.inbox.send_nowait(Watch(target=target(1), interval=1.0, limiter=limiter, send=send))
+    await trio.sleep(0.5)
     prober.inbox.send_nowait(Watch(target=target(1), interval=2.0, limiter=limiter, send=send))
-    await trio.sleep(4.5)
+    await trio.sleep(4)
     # The first check (at once) ran under the first Watch; the next ones every 2 s.
     assert fake.starts("10.0.0.1") == [t0, t0 + 1, t0 + 3]
     assert (prober.statistics().targets, prober.statistics().watches) == (1, 1)

@@ -143,3 +143,38 @@ def test_a_frame_delivers_results_that_may_decide_first_in_each_targets_order():
         assert [r for r in ordered if r.probe_id == probe_id] == [
             r for r in frame if r.probe_id == probe_id]
     assert urgent_first(frame[:1]) == frame[:1]
+
+
+async def test_the_worker_count_follows_set_workers_as_at_start(nursery, check_serve):
+    """A reload from a small config to a large one (and back) moves every probe into
+    worker processes (and back in-process), as a fresh start with that config would."""
+    port = await check_serve(lambda stream: stream.aclose())
+    targets = [ProbeTarget(address=f"127.0.0.{n}", port=port, check=TcpCheck(timeout_ms=1000))
+               for n in (1, 2, 3)]
+    prober = Prober(workers=0, jitter=0)
+    await nursery.start(prober.run)
+    send, receive = trio.open_memory_channel(1000)
+    for target in targets:
+        prober.watch(target, interval=0.1, limiter=trio.CapacityLimiter(10), send=send)
+
+    async def every_target_checked_after(moment: float) -> None:
+        seen = set()
+        with trio.fail_after(15):
+            while len(seen) < len(targets):
+                message = await receive.receive()
+                if message.at > moment:
+                    seen.add(message.target)
+
+    await every_target_checked_after(trio.current_time())
+    assert prober.statistics().workers == ()
+    prober.set_workers(2)
+    await every_target_checked_after(trio.current_time() + 0.2)
+    stats = prober.statistics()
+    assert len(stats.workers) == 2 and sum(w.targets for w in stats.workers) == 3
+    assert all(w.pid for w in stats.workers)
+    prober.set_workers(0)
+    moved = trio.current_time()
+    await every_target_checked_after(moved + 0.2)
+    stats = prober.statistics()
+    assert stats.workers == () and stats.targets == 3 and stats.in_flight <= 3
+    assert stats.checks >= 9  # the workers' checks are still counted
