@@ -1,9 +1,9 @@
 """The probe driver: every in-process probe of a Prober, scheduled here (kglb.schedule).
 
-How a check runs. tcp and plain-http checks (``_lean_checks.plan`` is not
-None) are state machines on one private epoll, no task per check; every
-other check (https, proxies, redirects, dns, syslog, dummy, or any injected
-check function) runs as a task calling ``check(target) -> CheckResult``,
+How a check runs. tcp, plain-http and dummy checks (``_lean_checks.plan`` is
+not None) are state machines on one private epoll, no task per check; every
+other check (https, proxies, redirects, dns, syslog, or any injected check
+function) runs as a task calling ``check(target) -> CheckResult``,
 started here when due and reporting back here. Either way the schedule, the
 limiter, missed intervals and delivery are this module's, once.
 
