@@ -2,7 +2,7 @@
 
 The Prober keeps the watchers, delivery and statistics; each distinct target
 is assigned to the least loaded worker, whose process (``python -m
-actors.probe_worker``, its own trio.run) runs the probe task and sends the
+actors.probe_worker``, its own trio.run) runs the probe and sends the
 results back in batches (:mod:`actors._probe_pipe`). A worker that dies is
 counted as a crash in the shared restart budget (logged, in ``restarts`` and
 ``actor_restarts_total``, and past the intensity the process stops), then

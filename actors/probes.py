@@ -17,14 +17,15 @@ There is no round barrier: a slow or hanging real delays only its own probe.
 Several watchers of one target (two balancers with the same real and check)
 share its probe: it runs at the shortest of their intervals, under the
 limiter of the oldest watcher. An Unwatch stops delivery at once; the
-probe task ends when its last watcher is gone. A watcher whose channel is
-closed is cancelled. A result goes into the channel's buffer without a
-scheduling round; when the buffer is full, that target's probe pauses until
-it is delivered: a consumer that does not keep up slows its targets' probes
-(backpressure) rather than losing results. Consumers should drain their channel with ``receive_nowait()`` after
-each ``receive()``: every ``receive()`` costs a whole trio scheduling round,
-and with thousands of probe tasks runnable a one-at-a-time consumer falls
-behind (measured: 30 results/s consumed of 3000/s produced).
+probe ends when its last watcher is gone. A watcher whose channel is closed
+is cancelled. A result goes into the channel's buffer without a scheduling
+round; when the buffer is full, that target's probe pauses until it is
+delivered: a consumer that does not keep up slows its targets' probes
+(backpressure) rather than losing results. Consumers should drain their
+channel with ``receive_nowait()`` after each ``receive()``: every
+``receive()`` costs a whole trio scheduling round, and with thousands of
+results waiting a one-at-a-time consumer falls behind (measured: 30 results/s
+consumed of 3000/s produced).
 
 A watcher may pass ``quiet_after`` (a balancer: ``max(rise, fall)``): once
 that many results in a row agree, its target's further equal results are

@@ -14,7 +14,7 @@ process so RSS and CPU are its own:
   from the watch channel by a consumer task;
 - ``lean`` (when ``--workers`` has 0): the in-process Prober as it is by
   default, tcp and plain-http checks on ``actors._lean_engine``; ``prober
-  w=0`` is the same with ``lean=False`` (every check a trio probe task) and
+  w=0`` is the same with ``lean=False`` (every check a trio task) and
   ``prober w=N`` runs the lean engine in N worker processes;
 - ``bare``: the least a trio checker can do: one task per real, a raw
   ``trio.socket`` connect (tcp) or hand-written GET plus status line (http),

@@ -25,7 +25,7 @@ import trio
 from kglb import CheckResult, ProbeTarget
 
 #: Source address of tunnelled checks per address family (AF_INET / AF_INET6).
-#: Set by the Prober for its probe tasks; missing or None = chosen automatically.
+#: Set by the Prober for its probe driver; missing or None = chosen automatically.
 TUNNEL_SOURCES: contextvars.ContextVar[dict[int, str | None]] = contextvars.ContextVar(
     "kglb_tunnel_sources", default={}
 )
