@@ -31,11 +31,11 @@ class Sections:
     bgp: BgpAttributes | None
 
 
-def masq_needs_a_port(s: Sections, where: Where, problems: Problems) -> None:
-    if s.port == 0 and s.forward is ForwardMethod.MASQ:
-        # kglb accepted this and then refused every state it generated.
+def only_tunnel_goes_without_a_port(s: Sections, where: Where, problems: Problems) -> None:
+    if s.port == 0 and s.forward is not ForwardMethod.TUNNEL:
+        # kglb accepted this with MASQ and then refused every state it generated.
         problems.error(where.field("upstream_discovery").field("port"),
-                       "must not be 0 with forwardMethod MASQ")
+                       f"must not be 0 with forwardMethod {s.forward.name}")
 
 
 def mixed_families_need_tunnel(s: Sections, where: Where, problems: Problems) -> None:
@@ -74,7 +74,7 @@ def prefix_covers_the_vip(s: Sections, where: Where, problems: Problems) -> None
 
 
 BALANCER_RULES: tuple[Callable[[Sections, Where, Problems], None], ...] = (
-    masq_needs_a_port,
+    only_tunnel_goes_without_a_port,
     mixed_families_need_tunnel,
     checks_need_a_port,
     prefix_covers_the_vip,

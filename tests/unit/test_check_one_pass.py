@@ -164,3 +164,12 @@ def test_strict_makes_warnings_fatal(tmp_path, capsys, resolver):
     assert "OK" not in captured.out
     clean = with_hosts(tmp_path, "10.1.0.1", "web.example.net")
     assert cli.main(["--config", str(clean), "--check", "--strict"]) == 0
+
+
+def test_droute_needs_a_port_like_masq():
+    """Found by test_check_property: the generator refused every state of this config."""
+    config = base()
+    config["balancers"][0]["upstreamRouting"] = {"forwardMethod": "DROUTE"}
+    config["balancers"][0]["upstreamDiscovery"]["port"] = 0
+    assert problems_of(config) == (
+        "balancers[0].upstreamDiscovery.port: must not be 0 with forwardMethod DROUTE",)
