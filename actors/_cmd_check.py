@@ -24,7 +24,7 @@ from .resolver import ResolveError, literal, resolve_host
 #: A name that takes longer than this to resolve is reported as not resolving.
 RESOLVE_TIMEOUT = 5.0
 #: Names resolved at once (a config may list thousands).
-RESOLVE_CONCURRENCY = 32
+RESOLVE_CONCURRENCY = 128
 
 resolve = resolve_host  # replaced in tests
 

@@ -1,10 +1,10 @@
 """``kglb-trio --config FILE``: run the control plane until a signal.
 
 Order of things: logging; the config (a bad one prints every problem with
-its path and exits 2 before anything is touched); the preflight checks of
-the host (errors exit 1, warnings are logged; skipped with ``--dry-run``);
-the stats/status server binds (a bad address exits before the kernel is
-touched, decisions.md row 4); signal handlers; then the control plane.
+its path and exits before anything is touched); the preflight checks of
+the host (errors exit, warnings are logged; skipped with ``--dry-run``);
+the stats/status server binds (an address in use exits, in one line, before
+the kernel is touched, decisions.md row 4); signal handlers; then the control plane.
 SIGHUP (and, with ``--watch-config``, a change of the file's mtime) reloads;
 a failed reload keeps the running config. Under systemd it sends READY=1 once
 the kernel matches the first desired state, STOPPING=1 at shutdown, and

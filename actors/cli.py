@@ -167,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import _cmd_status
 
         return _cmd_status.main(status_parser().parse_args(argv[1:]))
-    args = run_parser().parse_args(argv)
+    parser = run_parser()
+    args = parser.parse_args(argv)
+    if args.strict and not args.check:
+        parser.error("--strict works with --check only (it makes --check's warnings fatal)")
     if args.check:
         from . import _cmd_check
 
