@@ -62,6 +62,9 @@ def main(args) -> int:
         log.warning("config", warning=warning)
     if not args.dry_run and not _preflight(config):
         return ExitCode.HOST
+    if not args.dry_run and (problem := _state_file_problem(args.state_file)):
+        print(f"kglb-trio: {problem}", file=sys.stderr)
+        return ExitCode.HOST
     try:
         speaker = _speaker(args)
     except ValueError as exc:
@@ -180,6 +183,20 @@ def _preflight(config: Config) -> bool:
     for error in errors:
         print(f"kglb-trio: {error}", file=sys.stderr)
     return not errors
+
+
+def _state_file_problem(path: str) -> str | None:
+    """Why the ownership record cannot be written there, found before the kernel is touched
+    (the writer records what it creates before creating it)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        return (f"--state-file {path}: cannot create {directory}: {(e.strerror or str(e)).lower()}; "
+                "give a path in a writable directory")
+    if os.path.isdir(path) or not os.access(directory, os.W_OK | os.X_OK):
+        return f"--state-file {path}: cannot write there; give a path in a writable directory"
+    return None
 
 
 async def _notify_ready(handle: KglbHandle) -> None:

@@ -123,6 +123,19 @@ def test_run_without_ip_vs_is_a_host_problem(capsys, monkeypatch):
     assert cli.main(["--config", EXAMPLE, "--log-format", "console"]) == ExitCode.HOST
 
 
+@pytest.mark.parametrize("state_file", ["blocker/owned.json", "."], ids=["under a file", "a dir"])
+def test_unusable_state_file_is_found_before_the_kernel_is_touched(capsys, monkeypatch, tmp_path,
+                                                                    state_file):
+    (tmp_path / "blocker").write_text("")
+    monkeypatch.setattr(_cmd_run, "_preflight", lambda config: True)
+    monkeypatch.setattr(_cmd_run.trio, "run", lambda *a: pytest.fail("started the control plane"))
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["--config", EXAMPLE, "--state-file", state_file])
+    assert code == ExitCode.HOST
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"kglb-trio: --state-file {state_file}: "), err
+
+
 def test_status_shows_mh_flags_as_check_and_dry_run_do():
     from test_status_document import CANNED
 
