@@ -84,12 +84,16 @@ class Problems:
             self.warnings.append(f"{where.text}: {message}" if where.text else message)
 
     def _follows_from_dropped(self, path: str) -> bool:
-        if not path:
-            return False
-        return any(_related(path, dropped) for dropped in self.dropped)
+        return bool(path) and any(_follows(path, dropped) for dropped in self.dropped)
 
 
-def _related(a: str, b: str) -> bool:
-    """One path is the other, or inside it."""
-    short, long = sorted((a, b), key=len)
-    return long == short or (long.startswith(short) and long[len(short)] in ".[")
+def _follows(path: str, dropped: str) -> bool:
+    """A problem at ``path`` follows from ``dropped`` being left out when ``path`` is
+    ``dropped``, inside it, or its direct parent ("needs one of tcpAttributes, ...")."""
+    if path == dropped or _inside(path, dropped):
+        return True
+    return _inside(dropped, path) and not any(c in dropped[len(path) + 1:] for c in ".[")
+
+
+def _inside(path: str, outer: str) -> bool:
+    return path.startswith(outer) and path[len(outer):len(outer) + 1] in (".", "[")

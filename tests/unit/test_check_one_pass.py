@@ -173,3 +173,19 @@ def test_droute_needs_a_port_like_masq():
     config["balancers"][0]["upstreamDiscovery"]["port"] = 0
     assert problems_of(config) == (
         "balancers[0].upstreamDiscovery.port: must not be 0 with forwardMethod DROUTE",)
+
+
+def test_a_dropped_part_hides_only_what_follows_from_it():
+    config = base()
+    config["balancers"].append(base()["balancers"][0])  # the same service twice
+    b = config["balancers"][1]
+    b["lbService"]["ipvsService"]["flags"] = ["PERSISTENT", "STICKY"]
+    b["lbService"]["ipvsService"]["tcpAttributes"]["address"] = {"ipv4": 10}
+    problems = problems_of(config)
+    assert problems[0].startswith("balancers[1].lbService.ipvsService.tcpAttributes.address.ipv4: "
+                                  "must be a string")
+    assert problems[1].startswith("balancers[1].lbService.ipvsService.flags[1]: unknown Flag 'STICKY'")
+    assert len(problems) == 2  # not "address: needs ipv4 or ipv6"
+    b["lbService"]["ipvsService"]["tcpAttributes"]["address"] = {"ipv4": "10.0.0.1"}
+    assert problems_of(config)[1] == ("balancers[1].lbService: duplicate lb_service "
+                                      "10.0.0.1:80-tcp (also balancers[0])")
