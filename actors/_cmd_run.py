@@ -192,8 +192,8 @@ def _state_file_problem(path: str) -> str | None:
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as e:
-        return (f"--state-file {path}: cannot create {directory}: {(e.strerror or str(e)).lower()}; "
-                "give a path in a writable directory")
+        why = (e.strerror or str(e)).lower()
+        return f"--state-file {path}: cannot create {directory}: {why}; give a path in a writable directory"
     if os.path.isdir(path) or not os.access(directory, os.W_OK | os.X_OK):
         return f"--state-file {path}: cannot write there; give a path in a writable directory"
     return None

@@ -38,32 +38,27 @@ def status_address(text: str) -> str:
         parse_address(text)
     except ValueError:
         port = text.rpartition(":")[2]
-        example = f"127.0.0.1:{port}" if port.isdigit() and int(port) <= 65535 else DEFAULT_STATUS_ADDRESS
+        usable = port.isdigit() and int(port) <= 65535
+        example = f"127.0.0.1:{port}" if usable else DEFAULT_STATUS_ADDRESS
         raise argparse.ArgumentTypeError(
             f"{text!r} is not HOST:PORT; give e.g. {example} (or :PORT for every address)"
         ) from None
     return text
 
 
-def _address_of(version: int):
+def _address(version: int | None = None):
+    """An argparse type: an IP address (of ``version``, when given), canonical."""
     def parse(text: str) -> str:
         try:
             address = ipaddress.ip_address(text)
         except ValueError:
             address = None
-        if address is None or address.version != version:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an IPv{version} address")
+        if address is None or version not in (None, address.version):
+            kind = f"IPv{version}" if version else "IP"
+            raise argparse.ArgumentTypeError(f"{text!r} is not an {kind} address")
         return str(address)
 
-    parse.__name__ = f"ipv{version}"
     return parse
-
-
-def _any_address(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
 
 
 def _count(text: str) -> int:
@@ -111,9 +106,9 @@ def run_parser() -> argparse.ArgumentParser:
                    help="leave services and VIPs in the kernel at shutdown (restart without a gap)")
     p.add_argument("--state-file", default=DEFAULT_STATE_FILE, metavar="PATH",
                    help=f"where the ownership record is kept (default {DEFAULT_STATE_FILE})")
-    p.add_argument("--source-ipv4", metavar="IP", type=_address_of(4),
+    p.add_argument("--source-ipv4", metavar="IP", type=_address(4),
                    help="source address of tunnelled (fwmark) checks")
-    p.add_argument("--source-ipv6", metavar="IP", type=_address_of(6),
+    p.add_argument("--source-ipv6", metavar="IP", type=_address(6),
                    help="source address of tunnelled (fwmark) checks")
     p.add_argument("--probe-workers", type=_count, default=0, metavar="N",
                    help="shard probes over N worker processes (0: automatic)")
@@ -123,7 +118,7 @@ def run_parser() -> argparse.ArgumentParser:
                      type=_neighbor,
                      help="a BGP peer of BIRD's; repeatable; IPv6 as [ADDR]:ASN")
     bgp.add_argument("--bgp-source-address", action="append", default=[], metavar="ADDR",
-                     type=_any_address,
+                     type=_address(),
                      help="our end of the sessions (at most one per family)")
     bgp.add_argument("--bird-socket", default="/run/bird/bird.ctl", metavar="PATH")
     bgp.add_argument("--bird-include", default="/run/bird/kglb-trio.conf", metavar="PATH",

@@ -144,7 +144,8 @@ def _check_field(value: Any, field: F, where: Where, problems: Problems) -> Any:
     if field.is_repeated:
         if not isinstance(value, list):
             return _drop(where, f"must be a list, not {kind(value)}", problems)
-        items = [_check_single(item, field, where.item(i), problems) for i, item in enumerate(value)]
+        items = [_check_single(item, field, where.item(i), problems)
+                 for i, item in enumerate(value)]
         if _DROP in items:
             # Dropping an item would renumber the rest in the rules' paths: drop the list.
             problems.dropped.add(where.text)
