@@ -59,7 +59,8 @@ def checks_need_a_port(s: Sections, where: Where, problems: Problems) -> None:
 
 
 def prefix_covers_the_vip(s: Sections, where: Where, problems: Problems) -> None:
-    """The announced prefix attracts the VIP's traffic: same family, and the VIP inside it."""
+    """The announced prefix attracts the VIP's traffic: same family (else refused), and the
+    VIP inside it (else a warning)."""
     if s.service is None or s.bgp is None:
         return
     here = where.field("dynamic_routing").field("bgp_attributes").field("prefix")
@@ -69,8 +70,9 @@ def prefix_covers_the_vip(s: Sections, where: Where, problems: Problems) -> None
         problems.error(here, f"{network} is not an IPv{version} prefix, like the service "
                              f"{s.service.key}")
     elif s.service.key.address and ipaddress.ip_address(s.service.key.address) not in network:
-        problems.error(here, f"{network} does not contain the VIP {s.service.key.address}: "
-                             "the route would not bring its traffic here")
+        # A warning, not an error: kglb loaded it, and every kglb config must still load.
+        problems.warn(here, f"{network} does not contain the VIP {s.service.key.address}: "
+                            "the route does not bring its traffic here")
 
 
 BALANCER_RULES: tuple[Callable[[Sections, Where, Problems], None], ...] = (

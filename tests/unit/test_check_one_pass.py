@@ -109,12 +109,14 @@ def test_prefix_of_the_other_family_is_refused():
         "like the service TCP 10.0.0.1:80",)
 
 
-def test_prefix_that_does_not_contain_the_vip_is_refused():
-    assert problems_of(with_bgp(prefix={"ipv4": "10.9.0.0"}, prefixlen=16)) == (
+def test_prefix_that_does_not_contain_the_vip_is_a_warning():
+    elsewhere = load(json.dumps(with_bgp(prefix={"ipv4": "10.9.0.0"}, prefixlen=16)))
+    assert elsewhere.warnings == (
         "balancers[0].dynamicRouting.bgpAttributes.prefix: 10.9.0.0/16 does not contain the VIP "
-        "10.0.0.1: the route would not bring its traffic here",)
+        "10.0.0.1: the route does not bring its traffic here",)
     aggregate = load(json.dumps(with_bgp(prefix={"ipv4": "10.0.0.0"}, prefixlen=24)))
     assert aggregate.balancers[0].bgp.route().prefix == "10.0.0.0/24"
+    assert aggregate.warnings == ()
 
 
 # ------------------------------------------------------------------ names that do not resolve
