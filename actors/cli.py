@@ -151,7 +151,14 @@ def status_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _dispatch(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:  # Ctrl-C in --check, plan or status (run handles SIGINT itself)
+        print("kglb-trio: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv[:1] and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         return _unknown_command(argv[0])
     if argv[:1] == ["plan"]:

@@ -22,3 +22,6 @@ class ExitCode(enum.IntEnum):
     #: The host is not ready: ip_vs missing, no CAP_NET_ADMIN, the kernel's table
     #: cannot be read, the status address cannot be bound (in use, not local).
     HOST = 4
+    #: Ctrl-C (SIGINT) before the run's own signal handling, or in ``--check``, ``plan``,
+    #: ``status``: 128 + SIGINT, as shells report it.
+    INTERRUPTED = 130

@@ -136,6 +136,17 @@ def test_unusable_state_file_is_found_before_the_kernel_is_touched(capsys, monke
     assert len(err) == 1 and err[0].startswith(f"kglb-trio: --state-file {state_file}: "), err
 
 
+def test_ctrl_c_in_check_is_one_line(capsys, monkeypatch):
+    from actors import _cmd_check
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cmd_check, "main", interrupted)
+    assert cli.main(["--config", EXAMPLE, "--check"]) == ExitCode.INTERRUPTED == 130
+    assert capsys.readouterr().err == "kglb-trio: interrupted\n"
+
+
 def test_status_shows_mh_flags_as_check_and_dry_run_do():
     from test_status_document import CANNED
 
