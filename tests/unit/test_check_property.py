@@ -82,6 +82,11 @@ balancer = st.fixed_dictionaries(
         "weightUp": mostly([1, 1000, 2147483647], [2147483648]),
         "enableFwmarks": mostly([False], [True]),
         "vipLink": mostly(["lo", "dummy0"], ["bad/name"]),
+        "drainTimeoutMs": st.sampled_from([0, 1000, 4294967295]),
+        "slowStartMs": st.sampled_from([0, 1000, 4294967295]),
+        "flapDamping": mostly([{"halfLifeMs": 1000, "suppressFlaps": 3, "reuseFlaps": 1}],
+                              [{"halfLifeMs": 0, "suppressFlaps": 1, "reuseFlaps": 3}]),
+        "minPooledRatio": mostly([0.0, 0.5, 1.0], [1.5]),
     },
 )
 configs = st.lists(balancer, min_size=1, max_size=2).map(lambda bs: {"balancers": bs})
