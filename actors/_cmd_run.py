@@ -38,6 +38,7 @@ from .http import run_http_server
 from .metrics import LoopLagMonitor
 from .probes import Prober, suggested_workers
 from .signals import run_signal_handler
+from .supervisor import RestartBudget
 
 __all__ = ["main"]
 
@@ -104,8 +105,10 @@ async def _run(args, config: Config, speaker) -> int:
 
             async with trio.open_nursery() as nursery:
                 loop_lag = LoopLagMonitor()
+                # One restart budget for the status server and every actor of the control plane.
+                budget = RestartBudget()
                 await nursery.start(partial(run_http_server, args.status_address, late,
-                                            loop_lag=loop_lag))
+                                            loop_lag=loop_lag, budget=budget))
                 await nursery.start(loop_lag.run)
                 await nursery.start(partial(run_signal_handler, shutdown=shutdown, force=force,
                                             reload=lambda: _reload(args.config, late.handle)))
@@ -117,7 +120,7 @@ async def _run(args, config: Config, speaker) -> int:
                     await run_kglb(
                         config, dataplane=dataplane, prober=prober, speaker=speaker,
                         ownership_path=None if args.dry_run else args.state_file,
-                        keep_on_exit=args.keep_on_exit,
+                        keep_on_exit=args.keep_on_exit, budget=budget,
                         on_apply=_print_operations if args.dry_run else None,
                         task_status=task_status)
                     stopped.set()
