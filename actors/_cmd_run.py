@@ -31,7 +31,7 @@ from kglb.pretty import render_operation
 
 from . import logs, sdnotify
 from .app import KglbHandle, run_kglb
-from .gc_policy import settle_gc
+from .gc_policy import release_memory, settle_gc
 from .config_file import read_config
 from .dataplane import MemoryDataPlane
 from .http import run_http_server
@@ -197,6 +197,7 @@ async def _reload(path: str, handle: KglbHandle | None) -> list[str]:
         sdnotify.notify("READY=1")
     if not problems:
         log.info("config reloaded", balancers=len(config.balancers))
+        await trio.to_thread.run_sync(release_memory)  # what the old config freed (gc_policy)
     return problems
 
 

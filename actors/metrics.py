@@ -8,11 +8,11 @@ metric families when scraped (libraries.md §5: 10k labelled children cost
 
 kglb's metrics keep their exact names and labels (kglb.md §4), and all of them
 are visible and true (decisions.md rows 5, 6; kglb's GaugeGroup ones were never
-exported). kglb's counters have no ``_total`` suffix; prometheus_client's text
-writer always appends one to counters, so ``expose()`` writes the text format
-itself: a counter is typed ``counter`` under the exact name of its samples.
-That reproduces kglb's output line for line (client_golang does the same)
-while our own counters follow the convention and end in ``_total``.
+exported); the text formats are written by actors.exposition. Where kglb's
+metrics would mislead, they are made true: no BGP session series without BGP,
+duplicate balancer names told apart (``balancer_labels``), the reason of a
+check as a bounded metric of its own rather than a label of ``real_up``, and
+the age of the IPVS counters exported beside them.
 
 The snapshot attributes read (``stats`` is an ``actors.app.KglbStatistics``):
 
@@ -27,7 +27,7 @@ The snapshot attributes read (``stats`` is an ``actors.app.KglbStatistics``):
 - ``stats.writer`` (``actors.writer.WriterStatistics``): ``manager_state``,
   ``applied``, ``applied_wall``, ``last_apply_duration``, ``operations``,
   ``errors_by_errno``, ``drift_repairs``, ``owned``, ``foreign_services``,
-  ``foreign_addresses``, ``routes`` (announced), ``counters``
+  ``foreign_addresses``, ``routes`` (announced), ``counters``, ``counters_at``
 - ``stats.prober`` (``actors.probes.ProberStatistics``): ``by_reason``,
   ``in_flight``, ``missed``
 """
@@ -364,7 +364,8 @@ def _ipvs_counters(stats) -> Iterator[Metric]:
         yield family.metric()
 
 
-def _ours(stats, lag: LoopLag | None, now: float | None) -> Iterator[Metric]:
+def _ours(stats, lag: LoopLag | None, now: float | None, wall: float
+          ) -> Iterator[Metric]:
     P = "kglb_trio_"
     up = _Family(P + "real_up", "1 if the real is healthy.", "gauge",
                  (*SS, "host", "address", "port"))
@@ -393,6 +394,12 @@ def _ours(stats, lag: LoopLag | None, now: float | None) -> Iterator[Metric]:
         h = Histogram.merge(histograms)
         hist.add_metric(list(labels), h.cumulative(), h.total)
     yield from (up.metric(), reasons.metric(), transitions.metric(), hist)
+    # A page is shared for a while (actors.scrape_cache): say when it was made.
+    rendered = _Family(P + "metrics_rendered_timestamp_seconds", "When this page was rendered "
+                       "(Unix time); every reader within a few seconds gets the same page.",
+                       "gauge")
+    rendered.set(wall)
+    yield rendered.metric()
     counters_at = stats.writer.counters_at
     if now is not None and counters_at is not None:
         age = _Family(P + "ipvs_counters_age_seconds", "Age of the IPVS byte and packet "
@@ -463,7 +470,7 @@ class SnapshotCollector:
     def collect(self) -> Iterator[Metric]:
         yield from _control_plane(self._stats)
         yield from _data_plane(self._stats, self._wall)
-        yield from _ours(self._stats, self._lag, self._now)
+        yield from _ours(self._stats, self._lag, self._now, self._wall)
 
 
 def build_registry(stats, *, wall: float | None = None, lag: LoopLag | None = None,

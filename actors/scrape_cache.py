@@ -41,19 +41,26 @@ class _Render:
 class SharedRender:
     """Pages by key, each rendered at most once per ``max_age`` seconds (trio time).
 
+    A page kept for ``max_age`` could still take most of a core if rendering
+    it takes nearly that long (10k reals on a loaded host: ~1 s), so a page
+    is also kept for ``1 / duty`` times as long as its last render took:
+    rendering one page never takes more than ``duty`` of the time.
     Only 200 pages are kept: a 503 while the control plane starts must not
     outlive the start. ``renders`` counts renders, for tests and benchmarks.
     """
 
-    def __init__(self, *, max_age: float) -> None:
+    def __init__(self, *, max_age: float, duty: float = 0.1) -> None:
+        if max_age < 0 or not 0 < duty <= 1:
+            raise ValueError("max_age must be >= 0 and duty in (0, 1]")
         self._max_age = max_age
-        self._pages: dict[Hashable, tuple[float, Page]] = {}
+        self._duty = duty
+        self._pages: dict[Hashable, tuple[float, Page]] = {}  # key -> (good until, page)
         self._running: dict[Hashable, _Render] = {}
         self.renders = 0
 
     async def get(self, key: Hashable, render: Callable[[], Awaitable[Page]]) -> Page:
         kept = self._pages.get(key)
-        if kept is not None and trio.current_time() - kept[0] < self._max_age:
+        if kept is not None and trio.current_time() < kept[0]:
             return kept[1]
         running = self._running.get(key)
         if running is not None:
@@ -71,8 +78,9 @@ class SharedRender:
             self.renders += 1
             page = await render()
             if page.code == 200:
+                took = trio.current_time() - began
                 # The old page lives on only in the readers still sending it.
-                self._pages[key] = (began, page)
+                self._pages[key] = (began + max(self._max_age, took / self._duty), page)
             this.page = page
             return page
         finally:

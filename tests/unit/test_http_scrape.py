@@ -55,6 +55,22 @@ async def test_a_page_is_rendered_again_after_its_period(autojump_clock):
     assert (await pages.get("k", render)).body == b"2"  # the next period renders again
 
 
+async def test_a_slow_render_is_kept_longer(autojump_clock):
+    """Rendering one page takes at most a tenth of the time, however slow it is."""
+    pages = SharedRender(max_age=2.0, duty=0.1)
+
+    async def render() -> Page:
+        await trio.sleep(1.0)  # a loaded host: 1 s per render
+        return Page(code=200, content_type="text/plain", body=b"%d" % pages.renders)
+
+    began = trio.current_time()
+    assert (await pages.get("k", render)).body == b"1"
+    await trio.sleep(began + 9.9 - trio.current_time())
+    assert (await pages.get("k", render)).body == b"1"  # kept 10 x 1 s, not 2 s
+    await trio.sleep(0.1)
+    assert (await pages.get("k", render)).body == b"2"
+
+
 async def test_every_reader_gets_the_same_body_object(autojump_clock):
     """A reader that never reads holds a reference to the shared body, not a copy."""
     pages = SharedRender(max_age=1.0)

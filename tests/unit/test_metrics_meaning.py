@@ -87,6 +87,10 @@ def test_the_age_of_the_ipvs_counters_is_exported():
     assert s["kglb_trio_ipvs_counters_age_seconds", ()] == 7.5
 
 
+def test_a_shared_page_says_when_it_was_rendered():
+    assert scrape(snapshot())["kglb_trio_metrics_rendered_timestamp_seconds", ()] == WALL
+
+
 def test_openmetrics_has_the_same_series_and_parses_strictly():
     stats = replace(snapshot(), writer=replace(snapshot().writer, counters_at=NOW - 1))
     text = render_metrics(stats, wall=WALL, now=NOW).decode()
