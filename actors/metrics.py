@@ -375,6 +375,15 @@ def _ours(stats, lag: LoopLag | None, now: float | None, wall: float
                       "check (none: not checked yet).", "gauge", (*SS, "reason"))
     transitions = _Family(P + "health_transitions_total", "Up/down changes per real.", "counter",
                           (*SS, "host"))
+    life = _Family(P + "real_lifecycle", "1 for a real in a lifecycle state (draining, "
+                   "suppressed, ramping, kept); reals that are plainly up or down have none.",
+                   "gauge", (*SS, "host", "address", "state"))
+    drain_conns = _Family(P + "real_drain_connections", "ActiveConn of a draining real.",
+                          "gauge", (*SS, "host", "address"))
+    drain_left = _Family(P + "real_drain_seconds_left", "Time until a draining real is deleted "
+                         "anyway.", "gauge", (*SS, "host", "address"))
+    penalty = _Family(P + "real_flap_penalty", "Flap damping penalty of a real (when above 0).",
+                      "gauge", (*SS, "host", "address"))
     latency: dict[tuple[str, str], list[Histogram]] = {}
     by_identity = balancer_labels(stats.balancers)
     for b in stats.balancers:
@@ -383,6 +392,14 @@ def _ours(stats, lag: LoopLag | None, now: float | None, wall: float
         for reason, n in _bounded(counted).items():
             reasons.set(n, *labels, reason)
         for r in b.reals:
+            if r.state not in ("", "up", "down"):
+                life.set(1.0, *labels, r.host, r.address or "", r.state)
+            if r.drain_left is not None:
+                drain_left.set(r.drain_left, *labels, r.host, r.address or "")
+                if r.connections is not None:
+                    drain_conns.set(r.connections, *labels, r.host, r.address or "")
+            if r.penalty > 0:
+                penalty.set(r.penalty, *labels, r.host, r.address or "")
             up.set(1.0 if r.health.up else 0.0, *labels, r.host, r.address or "", str(r.port))
             tally = stats.checks.get((b.identity, r.host))
             if tally is not None:
@@ -393,7 +410,8 @@ def _ours(stats, lag: LoopLag | None, now: float | None, wall: float
     for labels, histograms in latency.items():
         h = Histogram.merge(histograms)
         hist.add_metric(list(labels), h.cumulative(), h.total)
-    yield from (up.metric(), reasons.metric(), transitions.metric(), hist)
+    yield from (up.metric(), reasons.metric(), transitions.metric(), hist, life.metric(),
+                drain_conns.metric(), drain_left.metric(), penalty.metric())
     # A page is shared for a while (actors.scrape_cache): say when it was made.
     rendered = _Family(P + "metrics_rendered_timestamp_seconds", "When this page was rendered "
                        "(Unix time); every reader within a few seconds gets the same page.",
