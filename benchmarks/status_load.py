@@ -25,7 +25,6 @@ on that config. Loopback only; every client is bounded in time.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import signal
 import socket

@@ -8,7 +8,6 @@ import socket
 import struct
 
 import trio
-import trio.testing
 
 from _ops_fakes import snapshot
 from actors.http import run_http_server
