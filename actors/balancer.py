@@ -201,8 +201,13 @@ class _Run:
                     address = await self.resolve(host, self.config.resolve_family)
                 except ResolveError as exc:
                     self.memory.resolve_failures += 1
-                    log.warning("host does not resolve; keeping its last address",
-                                host=host, reason=str(exc), last=self.memory.addresses.get(host))
+                    last = self.memory.addresses.get(host)
+                    if last is None:
+                        log.warning("host does not resolve; left out until it does",
+                                    host=host, reason=str(exc))
+                    else:
+                        log.warning("host does not resolve; keeping its last address",
+                                    host=host, reason=str(exc), last=last)
                     return
             if self.memory.addresses.get(host) != address:
                 self.memory.addresses[host] = address
