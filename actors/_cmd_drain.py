@@ -4,8 +4,9 @@ It reads the running instance's pid from ``/status`` (the status port is
 read-only, so the request itself is a signal: SIGUSR2, the same as
 ``systemctl kill -s SIGUSR2 kglb-trio``), then follows ``/status`` and prints
 each step of the drain (actors/host_drain.py) until the process has exited.
-Exit status: 0 once the instance stopped (or, with ``--no-wait``, once the
-drain began), 1 if it cannot be reached or signalled.
+Exit status (``exit_codes``): OK once the instance stopped (or, with
+``--no-wait``, once the drain began), FAILED if it cannot be reached or
+signalled, USAGE for a bad address.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import httpx
 
 from ._cmd_status import TIMEOUT, _url
+from .exit_codes import ExitCode
 
 __all__ = ["main"]
 
@@ -50,20 +52,20 @@ def main(args) -> int:
         url = _url(args.status_address)
     except ValueError as exc:
         print(f"kglb-trio drain: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     doc = _status(url)
     if doc is None or not doc.get("pid"):
         print(f"kglb-trio drain: cannot read the instance's pid from {url}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     pid = doc["pid"]
     try:
         os.kill(pid, signal.SIGUSR2)
     except OSError as exc:
         print(f"kglb-trio drain: cannot signal pid {pid}: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     print(f"kglb-trio drain: draining pid {pid}", flush=True)
     if args.no_wait:
-        return 0
+        return ExitCode.OK
     step = None
     while _running(pid):
         doc = _status(url)
@@ -73,4 +75,4 @@ def main(args) -> int:
             step = now
         time.sleep(POLL)
     print("kglb-trio drain: stopped", flush=True)
-    return 0
+    return ExitCode.OK

@@ -71,7 +71,7 @@ from .metrics import CheckTally
 from .probes import Prober, ProberStatistics
 from .resolver import Resolve, resolve_host
 from .routes import MemorySpeaker
-from .supervisor import ControlPlane, RestartBudget, RestartPolicy, open_supervisor
+from .supervisor import ControlPlane, RestartBudget, RestartPolicy, Supervisor, open_supervisor
 from .sync_daemons import DaemonStatistics, MemoryDaemons, SyncDaemons, daemons_path
 from .writer import Writer, WriterStatistics
 
@@ -201,6 +201,7 @@ async def run_kglb(
     on_apply: Callable[[Sequence[Operation]], None] | None = None,
     resolve: Resolve = resolve_host,
     policy: RestartPolicy = RestartPolicy(),
+    budget: RestartBudget | None = None,
     coalesce: float = COALESCE,
     sync_daemons=None,
     task_status=trio.TASK_STATUS_IGNORED,
@@ -209,6 +210,8 @@ async def run_kglb(
 
     ``on_apply`` sees every applied batch of operations (``--dry-run`` prints
     them); ``resolve``, ``policy`` and ``coalesce`` are for tests and tuning.
+    ``budget``: a RestartBudget shared with actors the caller runs (the
+    status server); None = one for ``policy``.
     Raises ValueError for a config the loader should have refused (duplicate
     services), before anything starts.
     """
@@ -234,7 +237,7 @@ async def run_kglb(
         send_generated, receive_generated = trio.open_memory_channel[DataPlaneState](1)
         stack.enter_context(receive_generated)
         gate = RouteGate()
-        budget = RestartBudget(policy)
+        budget = budget if budget is not None else RestartBudget(policy)
         plane = ControlPlane(config, prober=prober, send_desired=send_generated, resolve=resolve,
                              budget=budget, coalesce=coalesce,
                              connections=reading_of(writer.statistics),
@@ -244,7 +247,10 @@ async def run_kglb(
         drainer = HostDrain(gate, dataplane)
 
         async with trio.open_nursery() as nursery:
-            await nursery.start(prober.run)
+            # An actor like the others: restarted after a crash, under the shared
+            # budget, which also counts its worker processes' exits.
+            probing = Supervisor(nursery, policy, budget=budget)
+            await probing.start("prober", prober.run, budget=budget)
             await nursery.start(daemons.run)
             await nursery.start(gate.run, receive_generated, send_desired)
             if hasattr(speaker, "run"):  # a real speaker polls its daemon (BIRD)
