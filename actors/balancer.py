@@ -1,25 +1,26 @@
 """The balancer actor: one per BalancerConfig (kglb.md §2.2, §3.4).
 
-It resolves the configured hosts (IP literals at once, names with the
-resolver, again every ``reresolve_interval``), asks the Prober to watch one
-ProbeTarget per real, folds each ProbeResult into that real's Health with
+It takes its reals from its discovery actor (``actors/discovery``: latest-wins
+:class:`kglb.discovery.Endpoints`, names already resolved), asks the Prober to
+watch one ProbeTarget per real, folds each ProbeResult into that real's Health with
 :func:`kglb.health.observe`, and sends a BalancerState to the generator only
 when it changed in what the data plane or the routes see.
 
 Everything that must survive a restart of the actor (a crash, or a reload
 that changed this balancer) lives in a :class:`BalancerMemory` owned by the
-supervisor: the last address of every host, the health of every real, the
-``initial`` flag and the fwmarks held. A restarted balancer therefore
+supervisor: the last endpoints, the health of every real, the ``initial`` flag
+and the fwmarks held. A restarted balancer therefore
 publishes the same weights it had, and no real flaps.
 
-The first state is sent once every host had one resolution attempt, so a
-restart never publishes a service without the reals that are still resolving.
+The first state is sent once discovery gave a list (its source had one
+attempt, every name one resolution), so a restart never publishes a service
+without the reals that are still being discovered.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from dataclasses import replace
 
 import structlog
 import trio
@@ -27,45 +28,36 @@ import trio
 from kglb import BalancerState, ProbeResult, ProbeTarget, observe
 from kglb.balancer import Upstream, balancer_state, state_changed
 from kglb.config import BalancerConfig
+from kglb.discovery import Endpoints
 from kglb.fwmark import FwmarkExhausted, FwmarkPool
 
 from .metrics import CheckTally
-from .resolver import Resolve, ResolveError, literal, resolve_host
 
 __all__ = ["BalancerMemory", "run_balancer"]
 
 log = structlog.get_logger()
 
-#: How often names are resolved again, and how soon a failed name is retried
-#: (kglb retries a failed resolution after 5 s).
-RERESOLVE_INTERVAL = 60.0
-RETRY_INTERVAL = 5.0
-#: At most this many resolutions of one balancer run at once.
-RESOLVE_CONCURRENCY = 32
-
 
 class BalancerMemory:
     """A balancer's knowledge that outlives one run of its actor. Owned by one task at a time."""
 
-    __slots__ = ("addresses", "checks", "fwmarks", "initial", "published", "records",
-                 "resolve_failures")
+    __slots__ = ("checks", "endpoints", "fwmarks", "initial", "published", "records")
 
     def __init__(self) -> None:
-        self.addresses: dict[str, str] = {}  # host -> last address it resolved to
+        self.endpoints: Endpoints | None = None  # discovery's last list
         self.records: dict[tuple[str, str, int], Upstream] = {}  # (host, address, port)
         self.initial = True
         self.fwmarks: dict[str, int] = {}  # address -> mark this balancer holds
         self.published: BalancerState | None = None
-        self.resolve_failures = 0
         self.checks: dict[str, CheckTally] = {}  # host -> cumulative check counts
 
     def upstreams(self, config: BalancerConfig) -> list[Upstream]:
-        """The configured hosts, in config order, with their address and health."""
+        """The discovered reals, in discovery's order, with their address and health."""
         out = []
-        for host in config.hosts:
-            address = self.addresses.get(host)
-            record = None if address is None else self.records.get((host, address, config.port))
-            out.append(record or Upstream(host=host, address=address))
+        for e in self.endpoints or ():
+            record = None if e.address is None else self.records.get((e.host, e.address, e.port))
+            out.append(record or Upstream(host=e.host, address=e.address, port=e.port,
+                                          weight=e.weight))
         return out
 
     def snapshot(self, config: BalancerConfig, *, statuses: bool = True) -> BalancerState:
@@ -87,24 +79,26 @@ async def run_balancer(
     fwmarks: FwmarkPool,
     memory: BalancerMemory,
     send: trio.MemorySendChannel[BalancerState],
-    resolve: Resolve = resolve_host,
-    reresolve_interval: float = RERESOLVE_INTERVAL,
+    endpoints: trio.MemoryReceiveChannel[Endpoints],
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one balancer until cancelled. ``started()`` comes after the first publication.
 
     ``prober`` offers ``watch(target, *, interval, limiter, send) -> Watch``;
-    ``send`` is the generator's input (not closed here: the supervisor owns it).
+    ``send`` is the generator's input and ``endpoints`` discovery's output
+    (neither is closed here: the supervisor owns both, and a restart reuses them).
     """
-    run = _Run(config, prober=prober, fwmarks=fwmarks, memory=memory, send=send, resolve=resolve)
+    run = _Run(config, prober=prober, fwmarks=fwmarks, memory=memory, send=send)
     with structlog.contextvars.bound_contextvars(balancer=config.identity):
         try:
             async with run.results_send, run.results, trio.open_nursery() as nursery:
-                await run.resolve_all(config.hosts)
+                if memory.endpoints is None:
+                    memory.endpoints = await endpoints.receive()
+                run.take_newest(endpoints)
                 run.sync()
                 await run.publish()
                 task_status.started()
-                nursery.start_soon(run.reresolve_loop, reresolve_interval)
+                nursery.start_soon(run.consume_endpoints, endpoints)
                 await run.consume()
         finally:
             run.stop_watches()
@@ -113,13 +107,12 @@ async def run_balancer(
 class _Run:
     """The state of one run of the actor; everything lasting is in ``memory``."""
 
-    def __init__(self, config, *, prober, fwmarks, memory, send, resolve) -> None:
+    def __init__(self, config, *, prober, fwmarks, memory, send) -> None:
         self.config: BalancerConfig = config
         self.prober = prober
         self.pool: FwmarkPool = fwmarks
         self.memory: BalancerMemory = memory
         self.send = send
-        self.resolve = resolve
         self.limiter = trio.CapacityLimiter(config.checker.concurrency)
         # Unbounded: the prober must never block on one slow balancer; at most
         # one result per watched target per interval can be waiting.
@@ -127,59 +120,46 @@ class _Run:
         self.watches: dict[ProbeTarget, object] = {}
         self.hosts_of: dict[ProbeTarget, tuple[str, ...]] = {}
 
-    # ------------------------------------------------------------ resolution
+    # ------------------------------------------------------------ discovery
 
-    async def resolve_all(self, hosts: Iterable[str]) -> bool:
-        """Resolve ``hosts`` (names only; literals are immediate). True if an address changed."""
-        changed = False
-        limiter = trio.CapacityLimiter(RESOLVE_CONCURRENCY)
-
-        async def one(host: str) -> None:
-            nonlocal changed
-            async with limiter:
-                try:
-                    address = await self.resolve(host, self.config.resolve_family)
-                except ResolveError as exc:
-                    self.memory.resolve_failures += 1
-                    log.warning("host does not resolve; keeping its last address",
-                                host=host, reason=str(exc), last=self.memory.addresses.get(host))
-                    return
-            if self.memory.addresses.get(host) != address:
-                self.memory.addresses[host] = address
-                changed = True
-
-        async with trio.open_nursery() as nursery:
-            for host in dict.fromkeys(hosts):
-                nursery.start_soon(one, host)
-        return changed
-
-    async def reresolve_loop(self, interval: float) -> None:
-        names = [h for h in dict.fromkeys(self.config.hosts) if literal(h) is None]
-        if not names:
-            return
+    def take_newest(self, endpoints: trio.MemoryReceiveChannel[Endpoints]) -> bool:
+        """Skip to discovery's newest list (latest wins). True if there was one."""
+        taken = False
         while True:
-            unresolved = any(h not in self.memory.addresses for h in names)
-            await trio.sleep(RETRY_INTERVAL if unresolved else interval)
-            if await self.resolve_all(names):
-                self.sync()
-                await self.publish()
+            try:
+                self.memory.endpoints = endpoints.receive_nowait()
+            except trio.WouldBlock:
+                return taken
+            taken = True
+
+    async def consume_endpoints(self, endpoints: trio.MemoryReceiveChannel[Endpoints]) -> None:
+        async for newest in endpoints:
+            self.memory.endpoints = newest
+            self.take_newest(endpoints)
+            self.sync()
+            await self.publish()
 
     # ------------------------------------------------------------ reals and probes
 
     def sync(self) -> None:
-        """Make records, fwmarks and watches match the current addresses."""
+        """Make records, fwmarks and watches match discovery's endpoints."""
         config, memory = self.config, self.memory
-        configured = set(config.hosts)
-        for table in (memory.addresses, memory.checks):
-            for host in [h for h in table if h not in configured]:
-                del table[host]
-        current = {(h, memory.addresses[h], config.port)
-                   for h in config.hosts if h in memory.addresses}
+        endpoints = [e for e in memory.endpoints or () if e.address is not None]
+        listed = {e.host for e in memory.endpoints or ()}
+        for host in [h for h in memory.checks if h not in listed]:
+            del memory.checks[host]
+        current = {(e.host, e.address, e.port) for e in endpoints}
         for key in list(memory.records):
             if key not in current:
                 del memory.records[key]
-        for host, address, port in current:
-            memory.records.setdefault((host, address, port), Upstream(host=host, address=address))
+        for e in endpoints:
+            key = (e.host, e.address, e.port)
+            record = memory.records.get(key)
+            if record is None:
+                memory.records[key] = Upstream(host=e.host, address=e.address, port=e.port,
+                                               weight=e.weight)
+            elif record.weight != e.weight:
+                memory.records[key] = replace(record, weight=e.weight)
 
         wanted = {a for _, a, _ in current} if config.enable_fwmarks else set()
         for address in [a for a in memory.fwmarks if a not in wanted]:
@@ -251,8 +231,8 @@ class _Run:
             if flipped:
                 log.info("real is up" if health.up else "real is down", real=host,
                          reason=result.result.reason)
-            self.memory.records[key] = Upstream(
-                host=host, address=old.address, health=health, last=result.result,
+            self.memory.records[key] = replace(
+                old, health=health, last=result.result,
                 since=result.at if flipped or old.since is None else old.since)
             changed = (changed or flipped
                        or health.decided(checker.fall) != old.health.decided(checker.fall))

@@ -41,6 +41,13 @@ class Upstream:
     health: Health = Health()
     last: CheckResult | None = None
     since: float | None = None  # when health.up last changed
+    port: int | None = None  # the real's own port (discovery); None: the balancer's port
+    weight: float = 1.0  # the source's weight: a factor of weight_up
+
+
+def _scaled(weight_up: int, up: Upstream) -> int:
+    # A source weight never takes a healthy real to 0: removing it is how to drain.
+    return weight_up if up.weight == 1.0 else min(max(1, round(weight_up * up.weight)), 2**31 - 1)
 
 
 def balancer_state(
@@ -67,7 +74,7 @@ def balancer_state(
     """
     fall = config.checker.fall
     weight_up = config.weight_up
-    chosen: dict[str, Upstream] = {}  # by address; the port is the balancer's
+    chosen: dict[str, Upstream] = {}  # by address: one real per address and service
     for up in upstreams:
         if up.address is not None:
             chosen.setdefault(up.address, up)
@@ -82,10 +89,11 @@ def balancer_state(
 
     reals = []
     weights: dict[str, int] = {}
-    port, forward = config.port, config.forward
+    forward = config.forward
     reuse = _reals_by_address(previous, config.service.key)
     for address, up in chosen.items():
-        weight = weights[address] = weight_up if failsafe or up.health.up else 0
+        port = config.port if up.port is None else up.port
+        weight = weights[address] = _scaled(weight_up, up) if failsafe or up.health.up else 0
         provisional = not failsafe and not up.health.decided(fall)
         real = reuse.get(address)
         if (real is None or real.weight != weight or real.provisional != provisional
@@ -103,7 +111,7 @@ def balancer_state(
         RealStatus(
             host=up.host,
             address=up.address,
-            port=config.port,
+            port=config.port if up.port is None else up.port,
             health=up.health,
             weight=weights.get(up.address, 0),
             last=up.last,

@@ -6,7 +6,7 @@ import trio
 from _control_fakes import balancer_config
 
 from actors.balancer import BalancerMemory, run_balancer
-from actors.resolver import resolve_host
+from kglb.discovery import Endpoint, Endpoints
 from actors.supervisor import ControlPlane
 from kglb import CheckResult, ProbeResult, ServiceKey
 from kglb.config import Config
@@ -55,8 +55,11 @@ async def start_balancer(nursery, config):
     """One balancer actor with a fake prober: (prober, its memory, its states)."""
     prober, memory = FakeProber(), BalancerMemory()
     send, receive = trio.open_memory_channel(100)
+    found_send, found = trio.open_memory_channel(1)
+    found_send.send_nowait(Endpoints(endpoints=tuple(Endpoint(host=h, port=config.port)
+                                                     for h in config.hosts)))
     await nursery.start(partial(run_balancer, config, prober=prober, fwmarks=FwmarkPool(),
-                                memory=memory, send=send, resolve=resolve_host))
+                                memory=memory, send=send, endpoints=found))
     return prober, memory, receive
 
 
