@@ -140,6 +140,9 @@ class _Loop:
         self.send = send
         self.resolve = resolve
         self.detail = detail
+        # Names tried once in this run: a name that fails is retried by the
+        # re-resolution loop, not by every answer of a busy source.
+        self.tried: set[str] = set()
 
     async def wait_first(self, answers) -> None:
         """Fold the source's first answer (or failure) in and send a list."""
@@ -209,9 +212,11 @@ class _Loop:
         addresses = self.memory.addresses
         for name in [n for n in addresses if n not in names and fresh]:
             del addresses[name]  # a name no longer listed is forgotten
-        todo = sorted(names if fresh else {n for n in names if n not in addresses})
+        todo = sorted(names if fresh else {n for n in names
+                                           if n not in addresses and n not in self.tried})
         if not todo:
             return
+        self.tried.update(todo)
         limiter = trio.CapacityLimiter(RESOLVE_CONCURRENCY)
 
         async def one(name: str) -> None:
