@@ -35,7 +35,7 @@ from kglb.fwmark import FwmarkPool
 from kglb.discovery import Endpoints
 
 from .balancer import BalancerMemory, run_balancer
-from .discovery import DiscoveryMemory, run_discovery
+from .discovery import DiscoveryMemory, SourceStatus, run_discovery
 from .generator import COALESCE, Expect, GeneratorMemory, run_generator
 from .resolver import Resolve, resolve_host
 
@@ -286,6 +286,17 @@ class ControlPlane:
         """Every balancer as of now, in config order."""
         return tuple(self.memories[i].snapshot(c) for i, c in self.configs.items()
                      if i in self.memories)
+
+    def sources(self) -> dict[str, SourceStatus]:
+        """Every balancer's discovery source as of now, by identity."""
+        now = trio.current_time()
+        out = {}
+        for identity in self.configs:
+            memory = self.discoveries.get(identity)
+            status = memory.status(now) if memory is not None else None
+            if status is not None:
+                out[identity] = status
+        return out
 
     async def _change(self, config: Config) -> None:
         assert self._supervisor is not None

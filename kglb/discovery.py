@@ -27,9 +27,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from ._model import canonical_ip
+from .config._types import DnsSource, FileSource, Source, StaticSource
 
 __all__ = ["DEFAULT_MAX_REMOVE_RATIO", "DiscoveryError", "Endpoint", "Endpoints", "SourceState",
-           "SrvRecord", "endpoint_of", "observe_answer", "observe_failure", "parse_etcd_value",
+           "SrvRecord", "describe", "endpoint_of", "observe_answer", "observe_failure", "parse_etcd_value",
            "parse_file_sd", "parse_hostport", "srv_endpoints"]
 
 DEFAULT_MAX_REMOVE_RATIO = 0.5
@@ -262,3 +263,14 @@ def srv_endpoints(records: Sequence[SrvRecord]) -> tuple[Endpoint, ...]:
     heaviest = max(r.weight for r in chosen) or 1
     return tuple(Endpoint(host=r.target, port=r.port, weight=r.weight / heaviest)
                  for r in chosen if r.target and r.target != ".")
+
+
+def describe(source: Source) -> tuple[str, str]:
+    """(kind, detail) of a source, as check, plan, status and metrics show it."""
+    if isinstance(source, StaticSource):
+        return "static", f"{len(source.hosts)} hosts"
+    if isinstance(source, FileSource):
+        return "file", source.path
+    if isinstance(source, DnsSource):
+        return "dns", f"{source.type} {source.name}"
+    return "etcd", source.prefix

@@ -25,7 +25,14 @@ import trio
 
 from kglb import Family
 from kglb.config import BalancerConfig, DnsSource, EtcdSource, FileSource, Source, StaticSource
-from kglb.discovery import Endpoint, Endpoints, SourceState, observe_answer, observe_failure
+from kglb.discovery import (
+    Endpoint,
+    Endpoints,
+    SourceState,
+    describe,
+    observe_answer,
+    observe_failure,
+)
 
 from ..resolver import Resolve, ResolveError, resolve_host
 from . import dns, etcd, file, static
@@ -53,22 +60,11 @@ class SourceStatus:
     kind: str  # static, file, dns, etcd
     detail: str  # the path, the name and type, the prefix
     up: bool
-    last_success: float | None  # trio time of the last good answer
+    last_success_age: float | None  # seconds since the last good answer (None: never)
     endpoints: int  # reals given to the balancer
     failures: int
     error: str = ""
     held: int = 0  # reals kept although the source removed them (maxRemoveRatio)
-
-
-def describe(source: Source) -> tuple[str, str]:
-    """(kind, detail) of a source, as plan, status and metrics show it."""
-    if isinstance(source, StaticSource):
-        return "static", f"{len(source.hosts)} hosts"
-    if isinstance(source, FileSource):
-        return "file", source.path
-    if isinstance(source, DnsSource):
-        return "dns", f"{source.type} {source.name}"
-    return "etcd", source.prefix
 
 
 class DiscoveryMemory:
@@ -82,14 +78,18 @@ class DiscoveryMemory:
         self.addresses: dict[str, str] = {}  # name -> its last address
         self.sent: Endpoints | None = None
 
-    def status(self) -> SourceStatus | None:
+    def status(self, now: float | None = None) -> SourceStatus | None:
+        """The source as of ``now`` (trio time; default: the current time)."""
         if self.source is None:
             return None
+        if now is None:
+            now = trio.current_time()
+        last = self.state.last_success
         kind, detail = describe(self.source)
         held = 0 if self.state.held is None else sum(
             1 for e in self.state.endpoints if e.key not in self.state.held)
         return SourceStatus(kind=kind, detail=detail, up=self.state.up,
-                            last_success=self.state.last_success,
+                            last_success_age=None if last is None else max(0.0, now - last),
                             endpoints=len(self.sent or ()), failures=self.state.failures,
                             error=self.state.error, held=held)
 

@@ -1,0 +1,121 @@
+"""Discovery through the whole control plane: etcd and file sources to the data plane."""
+
+import json
+from functools import partial
+
+import pytest
+import trio
+
+from _control_fakes import FakeCheck, balancer_config
+from _etcd import Etcd
+from actors.app import run_kglb
+from actors.dataplane import MemoryDataPlane
+from actors.metrics import render_metrics
+from actors.probes import Prober
+from actors._cmd_status import render_table
+from actors.status import status_document
+from kglb.config import Config, ConfigError, EtcdSource, load
+
+
+def reals(dataplane):
+    """(address, port) -> weight of the main service."""
+    for service in dataplane.state.services:
+        if not service.key.fwmark:
+            return {(r.key.address, r.key.port): r.weight for r in service.reals}
+    return {}
+
+
+async def wait_reals(dataplane, expected, timeout=15.0):
+    with trio.fail_after(timeout):
+        while reals(dataplane) != expected:
+            await trio.sleep(0.02)
+
+
+async def test_reals_added_and_removed_through_etcd_reach_the_data_plane(tmp_path):
+    etcd = Etcd(tmp_path / "etcd")
+    etcd.start()
+    try:
+        etcd.put("/lb/web/a", "10.1.0.1:8081")
+        etcd.put("/lb/web/b", '{"host": "10.1.0.2", "port": 8082, "weight": 0.5}')
+        source = EtcdSource(endpoints=(etcd.url,), prefix="/lb/web/")
+        config = Config(balancers=(balancer_config(hosts=(), source=source, rise=1, fall=1,
+                                                   interval_ms=50),))
+        dataplane = MemoryDataPlane()
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(partial(
+                run_kglb, config, dataplane=dataplane, coalesce=0.0,
+                prober=Prober(check=FakeCheck(), jitter=0)))
+            await wait_reals(dataplane, {("10.1.0.1", 8081): 1000, ("10.1.0.2", 8082): 500})
+            etcd.put("/lb/web/c", "10.1.0.3:8083")  # checked at once, then up after rise
+            await wait_reals(dataplane, {("10.1.0.1", 8081): 1000, ("10.1.0.2", 8082): 500,
+                                         ("10.1.0.3", 8083): 1000})
+            etcd.delete("/lb/web/a")
+            await wait_reals(dataplane, {("10.1.0.2", 8082): 500, ("10.1.0.3", 8083): 1000})
+
+            stats = handle.statistics()
+            source_status = stats.discovery["web-10.0.0.1:80-tcp"]
+            assert source_status.kind == "etcd" and source_status.up
+            assert source_status.endpoints == 2
+            doc = status_document(stats, now=trio.current_time(), wall=0.0)
+            assert doc["balancers"][0]["source"]["kind"] == "etcd"
+            assert "source etcd /lb/web/: up, 2 reals" in render_table(doc)
+            text = render_metrics(stats, wall=0.0).decode()
+            assert 'kglb_trio_discovery_up{service="web",setup="setup1",source="etcd"} 1.0' in text
+            assert 'kglb_trio_discovery_endpoints{service="web",setup="setup1",source="etcd"} 2.0' \
+                in text
+            assert "discovery:static_upstream_count{" not in text  # static discovery only
+            handle.shutdown()
+    finally:
+        etcd.kill()
+
+
+async def test_a_file_source_from_a_loaded_config_and_a_reload_that_changes_it(tmp_path):
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps([{"targets": ["10.1.0.1", "10.1.0.2"]}]))
+    second.write_text(json.dumps([{"targets": ["10.1.0.9"]}]))
+
+    def config_text(path):
+        return json.dumps({"balancers": [{
+            "name": "web", "setupName": "s",
+            "lbService": {"ipvsService": {"tcpAttributes": {"address": {"ipv4": "10.0.0.1"},
+                                                            "port": 80}}},
+            "upstreamRouting": {}, "dynamicRouting": {},
+            "upstreamChecker": {"checker": {"dummy": {}}, "intervalMs": 100,
+                                "riseCount": 1, "fallCount": 1},
+            "upstreamDiscovery": {"port": 8080, "maxRemoveRatio": 0.5,
+                                  "fileAttributes": {"path": str(path), "refreshMs": 50}}}]})
+
+    dataplane = MemoryDataPlane()
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(partial(
+            run_kglb, load(config_text(first)), dataplane=dataplane, coalesce=0.0,
+            prober=Prober(check=FakeCheck(), jitter=0)))
+        await wait_reals(dataplane, {("10.1.0.1", 8080): 1000, ("10.1.0.2", 8080): 1000})
+        # A new source replaces every real at once: the config changed, nothing is held.
+        assert await handle.reload(config_text(second)) == []
+        await wait_reals(dataplane, {("10.1.0.9", 8080): 1000})
+        handle.shutdown()
+
+
+def test_load_reports_every_problem_of_the_new_fields():
+    discovery = {"port": 80, "maxRemoveRatio": 1.5,
+                 "dnsAttributes": {"name": "bad..name", "type": "MX",
+                                   "nameservers": ["127.0.0.1", "[::1]:53", "x:53"]}}
+    text = json.dumps({"balancers": [{
+        "name": "web", "setupName": "s",
+        "lbService": {"ipvsService": {"tcpAttributes": {"address": {"ipv4": "10.0.0.1"},
+                                                        "port": 80}}},
+        "upstreamRouting": {}, "dynamicRouting": {}, "upstreamChecker": {"checker": {"dummy": {}}},
+        "upstreamDiscovery": discovery}]})
+    with pytest.raises(ConfigError) as info:
+        load(text)
+    where = "balancers[0].upstreamDiscovery"
+    assert info.value.problems == (
+        f"{where}.maxRemoveRatio: must be between 0 and 1, not 1.5",
+        f"{where}.dnsAttributes.name: 'bad..name' is not a DNS name",
+        f"{where}.dnsAttributes.type: 'MX' is not one of A, AAAA, SRV",
+        f"{where}.dnsAttributes.nameservers[0]: '127.0.0.1' is not \"address:port\" "
+        f"(an IP address and a port)",
+        f"{where}.dnsAttributes.nameservers[2]: 'x:53' is not \"address:port\" "
+        f"(an IP address and a port)",
+    )
