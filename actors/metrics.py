@@ -30,6 +30,7 @@ The snapshot attributes read (``stats`` is an ``actors.app.KglbStatistics``):
   ``foreign_addresses``, ``routes`` (announced), ``counters``
 - ``stats.prober`` (``actors.probes.ProberStatistics``): ``by_reason``,
   ``in_flight``, ``missed``
+- ``stats.discovery``: ``{balancer identity: actors.discovery.SourceStatus}``
 """
 
 from __future__ import annotations
@@ -254,7 +255,7 @@ def _control_plane(stats) -> Iterator[Metric]:
         count.set(alive, *labels, "true")
         count.set(len(reals) - alive, *labels, "false")
         ratio.set(b.alive_ratio, *labels)
-        source = getattr(stats, "discovery", {}).get(b.identity)
+        source = stats.discovery.get(b.identity)
         if source is None or source.kind == "static":  # kglb's name: static discovery only
             static.set(len(b.reals), *labels)
         for r in b.reals:
@@ -434,7 +435,7 @@ def _discovery(stats) -> Iterator[Metric]:
     held = _Family("kglb_trio_discovery_held_endpoints",
                    "Reals kept although the source removed them (maxRemoveRatio).", "gauge", labels)
     names = {b.identity: (b.setup_name or "unknown", b.name or "unknown") for b in stats.balancers}
-    for identity, source in getattr(stats, "discovery", {}).items():
+    for identity, source in stats.discovery.items():
         if identity not in names:
             continue
         here = (*names[identity], source.kind)

@@ -137,7 +137,7 @@ def status_document(stats, *, now: float, wall: float) -> dict:
         "generated_at": _iso(wall),
         "initialized": stats.desired is not None,
         "balancers": [_balancer(b, stats.route_decisions, now, wall,
-                                getattr(stats, "discovery", {}).get(b.identity))
+                                stats.discovery.get(b.identity))
                       for b in stats.balancers],
         "applied": _applied(writer.applied, writer.applied_wall, wall),
         "in_sync": stats.desired is not None and writer.applied == stats.desired,

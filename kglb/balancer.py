@@ -149,13 +149,14 @@ def _fwmark_services(
 ) -> list[ServiceState]:
     # kglb §3.7: rr, one real, always weight_up ("otherwise ipvs drops health
     # checks"). A MASQ real keeps its port (decisions.md row 8); TUNNEL uses 0.
-    port = 0 if config.forward is ForwardMethod.TUNNEL else config.port
+    tunnel = config.forward is ForwardMethod.TUNNEL
     reuse = {} if previous is None else {s.key.fwmark: s for s in previous.services[1:]}
     out = []
     for address, up in chosen.items():
         mark = marks.get(address)
         if mark is None:
             continue
+        port = 0 if tunnel else config.port if up.port is None else up.port
         old = reuse.get(mark)
         if old is not None:
             real = old.reals[0]

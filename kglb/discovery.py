@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ._model import canonical_ip
 from .config._types import DnsSource, FileSource, Source, StaticSource
@@ -61,6 +61,8 @@ class Endpoint:
     port: int
     weight: float = 1.0
     address: str | None = None
+    # What identifies the real: built once (a 10k-real list is keyed many times per update).
+    key: tuple[str, str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.host or not isinstance(self.host, str):
@@ -77,16 +79,13 @@ class Endpoint:
         else:
             address = canonical_ip(address)
         object.__setattr__(self, "address", address)
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        """What identifies the real: two answers with equal keys name the same real."""
-        return (self.host, self.address or "", self.port)
+        object.__setattr__(self, "key", (self.host, address or "", self.port))
 
 
 @_frozen
 class Endpoints:
-    """A complete list of one balancer's reals (latest wins), sorted and without duplicates."""
+    """A complete list of one balancer's reals (latest wins), in the source's order, without
+    duplicates (the first of two equal keys wins, as kglb's first listed host)."""
 
     endpoints: tuple[Endpoint, ...] = ()
 
@@ -105,8 +104,8 @@ def _normal(endpoints: Iterable[Endpoint]) -> tuple[Endpoint, ...]:
     for endpoint in endpoints:
         if not isinstance(endpoint, Endpoint):
             raise TypeError(f"not an Endpoint: {endpoint!r}")
-        by_key.setdefault(endpoint.key, endpoint)  # the first one listed wins
-    return tuple(by_key[k] for k in sorted(by_key))
+        by_key.setdefault(endpoint.key, endpoint)
+    return tuple(by_key.values())
 
 
 # ------------------------------------------------------------------ the source's state

@@ -70,10 +70,11 @@ class SourceStatus:
 class DiscoveryMemory:
     """A balancer's discovery knowledge that outlives one run of its actor."""
 
-    __slots__ = ("addresses", "sent", "source", "state")
+    __slots__ = ("addresses", "config", "sent", "source", "state")
 
     def __init__(self) -> None:
-        self.source: Source | None = None  # the source ``state`` is of
+        self.config: BalancerConfig | None = None  # the config ``state`` is of
+        self.source: Source | None = None
         self.state = SourceState()
         self.addresses: dict[str, str] = {}  # name -> its last address
         self.sent: Endpoints | None = None
@@ -109,8 +110,12 @@ async def run_discovery(
     owns it, and a restarted actor sends on it again).
     """
     source = config.discovery
-    if memory.source != source:  # a new source starts afresh (no removal guard)
-        memory.source, memory.state, memory.sent = source, SourceState(), None
+    if memory.config != config:
+        # A changed config starts afresh: its first answer applies in full
+        # (the removal guard compares answers of one config, e.g. not ports
+        # before and after a port change).
+        memory.config, memory.source = config, source
+        memory.state, memory.sent = SourceState(), None
     resolve = _resolver_for(source, resolve)
     kind, detail = describe(source)
     # Unbounded: a source sends at most one answer per event; the loop below
@@ -187,12 +192,15 @@ class _Loop:
     async def update(self, *, force: bool = False) -> bool:
         """Resolve names and send the list if it changed. True if sent."""
         endpoints = self.memory.state.endpoints
-        await self.resolve_names({e.host for e in endpoints if e.address is None}, fresh=False)
-        family = self.config.resolve_family
-        resolved = Endpoints(endpoints=tuple(
-            r for r in map(self.resolved, endpoints)
-            # A literal of the other family cannot be a real of this balancer.
-            if r.address is None or Family.of(r.address) is family))
+        names = {e.host for e in endpoints if e.address is None}
+        await self.resolve_names(names, fresh=False)
+        inet6 = self.config.resolve_family is Family.INET6
+        resolved = endpoints
+        if names or any((":" in e.address) is not inet6 for e in endpoints):
+            resolved = Endpoints(endpoints=tuple(
+                r for r in map(self.resolved, endpoints)
+                # A literal of the other family cannot be a real of this balancer.
+                if r.address is None or (":" in r.address) is inet6))
         old = self.memory.sent
         if not force and resolved == old:
             return False

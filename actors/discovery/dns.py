@@ -62,11 +62,14 @@ async def query(resolver: dns.asyncresolver.Resolver, source: DnsSource,
     ttl = float(answer.rrset.ttl) if answer.rrset is not None else 0.0
     name = source.name.rstrip(".")
     if source.type == "SRV":
-        records = [SrvRecord(priority=r.priority, weight=r.weight, port=r.port,
-                             target=r.target.to_text(omit_final_dot=True)) for r in answer]
+        records = sorted((SrvRecord(priority=r.priority, weight=r.weight, port=r.port,
+                                    target=r.target.to_text(omit_final_dot=True)) for r in answer),
+                         key=lambda r: (r.target, r.port))
         try:
             return Answer(endpoints=srv_endpoints(records)), ttl
         except ValueError as exc:
             return Failure(reason=f"{source.name} SRV: {exc}"), 0.0
-    return Answer(endpoints=tuple(Endpoint(host=name, address=canonical_ip(r.address), port=port)
-                                  for r in answer)), ttl
+    # Sorted: servers rotate their answers, and the same reals are the same list.
+    addresses = sorted({canonical_ip(r.address) for r in answer})
+    return Answer(endpoints=tuple(Endpoint(host=name, address=a, port=port)
+                                  for a in addresses)), ttl

@@ -66,6 +66,20 @@ class _Mirror:
         self.reals: dict[bytes, Endpoint | None] = {}
         self.revision = 0
         self.listed = False
+        self.healthy = False  # listed and watching: the list is etcd's
+        self._changed = trio.Event()
+
+    def changed(self) -> None:
+        """The list changed: the sender sends it (once for a burst of changes)."""
+        self._changed.set()
+
+    async def wait_changed(self, timeout: float) -> bool:
+        """Wait for a change (True) or ``timeout`` (False)."""
+        with trio.move_on_after(timeout):
+            await self._changed.wait()
+            self._changed = trio.Event()
+            return True
+        return False
 
     def put(self, key: bytes, value: bytes) -> None:
         try:
@@ -83,19 +97,18 @@ class _Mirror:
 async def run(source: EtcdSource, config: BalancerConfig,
               send: trio.MemorySendChannel[Answer | Failure]) -> None:
     mirror = _Mirror(config.port)
-    healthy = [False]
     async with httpx.AsyncClient(timeout=httpx.Timeout(TIMEOUT, read=None)) as client, \
             trio.open_nursery() as nursery:
-        nursery.start_soon(_heartbeat, mirror, healthy, send)
+        nursery.start_soon(_sender, mirror, send)
         index, delay = 0, BACKOFF
         while True:
             base = source.endpoints[index % len(source.endpoints)]
             try:
                 if not mirror.listed:
                     await _list(client, base, source.prefix.encode(), mirror)
-                    healthy[0] = True
-                    await send.send(mirror.answer())
-                await _watch(client, base, source.prefix.encode(), mirror, healthy, send)
+                    mirror.healthy = True
+                    mirror.changed()
+                await _watch(client, base, source.prefix.encode(), mirror)
                 reason = "watch stream ended"
             except Compacted:
                 log.info("etcd revision compacted; listing the prefix again",
@@ -105,17 +118,20 @@ async def run(source: EtcdSource, config: BalancerConfig,
             except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                 reason = f"{base}: {type(exc).__name__}: {exc}"[:300]
             # A source that was serving retries at once; one that keeps failing, slower.
-            delay = BACKOFF if healthy[0] else min(delay * 2, MAX_BACKOFF)
-            healthy[0] = False
+            delay = BACKOFF if mirror.healthy else min(delay * 2, MAX_BACKOFF)
+            mirror.healthy = False
             await send.send(Failure(reason=reason))
             index += 1
             await trio.sleep(delay)
 
 
-async def _heartbeat(mirror: _Mirror, healthy: list[bool], send) -> None:
+async def _sender(mirror: _Mirror, send) -> None:
+    # One task sends, the watch only marks: reading a burst of events never
+    # waits for the (O(reals)) list to be built and handled once per event.
+    # Without a change the list is sent again every HEARTBEAT.
     while True:
-        await trio.sleep(HEARTBEAT)
-        if healthy[0]:
+        await mirror.wait_changed(HEARTBEAT)
+        if mirror.healthy:
             await send.send(mirror.answer())
 
 
@@ -131,8 +147,7 @@ async def _list(client: httpx.AsyncClient, base: str, prefix: bytes, mirror: _Mi
     mirror.listed = True
 
 
-async def _watch(client: httpx.AsyncClient, base: str, prefix: bytes, mirror: _Mirror,
-                 healthy: list[bool], send) -> None:
+async def _watch(client: httpx.AsyncClient, base: str, prefix: bytes, mirror: _Mirror) -> None:
     request = {"create_request": {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
                                   "start_revision": str(mirror.revision + 1)}}
     async with client.stream("POST", f"{base}/v3/watch", json=request) as response:
@@ -148,7 +163,7 @@ async def _watch(client: httpx.AsyncClient, base: str, prefix: bytes, mirror: _M
                 raise Compacted()
             if result.get("canceled"):
                 raise ValueError(f"watch canceled: {result.get('cancel_reason', '')}")
-            healthy[0] = True
+            mirror.healthy = True
             events = result.get("events", ())
             for event in events:
                 kv = event["kv"]
@@ -161,4 +176,4 @@ async def _watch(client: httpx.AsyncClient, base: str, prefix: bytes, mirror: _M
                 # events still in flight, which a resumed watch must not skip.
                 mirror.revision = max(mirror.revision, int(kv.get("mod_revision", 0)))
             if events or result.get("created"):
-                await send.send(mirror.answer())
+                mirror.changed()

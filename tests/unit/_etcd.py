@@ -125,8 +125,8 @@ class Cutter:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._pipe, client, up)
                         nursery.start_soon(self._pipe, up, client)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+            except* (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # either side went away: the proxied connection ends
             finally:
                 self._scopes.discard(scope)
 

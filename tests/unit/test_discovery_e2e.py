@@ -119,3 +119,18 @@ def test_load_reports_every_problem_of_the_new_fields():
         f"{where}.dnsAttributes.nameservers[2]: 'x:53' is not \"address:port\" "
         f"(an IP address and a port)",
     )
+
+
+async def test_a_reload_that_changes_the_port_moves_every_real_at_once(autojump_clock):
+    """A changed config starts discovery afresh: the removal guard does not keep the old ports."""
+    config = Config(balancers=(balancer_config(real_port=8080),))
+    dataplane = MemoryDataPlane()
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(partial(
+            run_kglb, config, dataplane=dataplane, prober=Prober(check=FakeCheck(), jitter=0)))
+        await trio.sleep(1)
+        assert set(reals(dataplane)) == {("10.1.0.1", 8080), ("10.1.0.2", 8080)}
+        assert await handle.reload(Config(balancers=(balancer_config(real_port=9090),))) == []
+        await trio.sleep(1)
+        assert set(reals(dataplane)) == {("10.1.0.1", 9090), ("10.1.0.2", 9090)}
+        handle.shutdown()
