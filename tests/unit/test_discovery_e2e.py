@@ -12,6 +12,7 @@ from actors.app import run_kglb
 from actors.dataplane import MemoryDataPlane
 from actors.metrics import render_metrics
 from actors.probes import Prober
+from actors import _cmd_check, _cmd_plan
 from actors._cmd_status import render_table
 from actors.status import status_document
 from kglb.config import Config, ConfigError, EtcdSource, load
@@ -134,3 +135,32 @@ async def test_a_reload_that_changes_the_port_moves_every_real_at_once(autojump_
         await trio.sleep(1)
         assert set(reals(dataplane)) == {("10.1.0.1", 9090), ("10.1.0.2", 9090)}
         handle.shutdown()
+
+
+def file_config(path) -> str:
+    return json.dumps({"balancers": [{
+        "name": "web", "setupName": "s",
+        "lbService": {"ipvsService": {"tcpAttributes": {"address": {"ipv4": "10.0.0.1"},
+                                                        "port": 80}}},
+        "upstreamRouting": {"forwardMethod": "MASQ"}, "dynamicRouting": {},
+        "upstreamChecker": {"checker": {"dummy": {}}},
+        "upstreamDiscovery": {"port": 8080, "fileAttributes": {"path": str(path)}}}]})
+
+
+def test_check_names_the_source(tmp_path):
+    [line] = _cmd_check.summary(load(file_config(tmp_path / "reals.json")))
+    assert f"file discovery {tmp_path / 'reals.json'}, maxRemoveRatio 0.5" in line
+
+
+async def test_plan_asks_the_source_and_reports_it(tmp_path, capsys):
+    path = tmp_path / "reals.json"
+    # An IPv6 literal cannot be a real of this AF_INET balancer: left out.
+    path.write_text(json.dumps([{"targets": ["10.1.0.1:81", "10.1.0.2", "[2001:db8::1]:80"]}]))
+    status = await _cmd_plan.print_plan(load(file_config(path)), str(tmp_path / "owned.json"),
+                                        lambda links: MemoryDataPlane())
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert "-a -t 10.0.0.1:80 -r 10.1.0.1:81 -m -w 0  # 10.1.0.1" in out.splitlines()
+    assert "-a -t 10.0.0.1:80 -r 10.1.0.2:8080 -m -w 0  # 10.1.0.2" in out.splitlines()
+    assert "2001:db8::1" not in out
+    assert f"web: source file {path}: up, 2 reals" in err
