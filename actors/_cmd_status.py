@@ -42,6 +42,9 @@ def _endpoint(address: str | None, port: int, host: str) -> str:
 
 
 def _last(real: dict) -> str:
+    if real.get("state") == "draining":
+        connections = "?" if real["connections"] is None else real["connections"]
+        return f"{connections} connections left, {real['drain_left_seconds']:.0f}s left"
     if real["reason"] is None:
         return "not checked yet"
     return f"{real['reason']} {real['latency_ms']:.1f}ms"
@@ -91,7 +94,8 @@ def render_table(doc: dict) -> str:
         forward = (b["forward"] or "-").capitalize()
         for r in b["reals"]:
             lines.append(REAL_LINE.format(_endpoint(r["address"], r["port"], r["host"]), forward,
-                                          r["weight"], r["health"], _age(r["since_seconds"]),
+                                          r["weight"], r.get("state") or r["health"],
+                                          _age(r["since_seconds"]),
                                           _last(r)))
     if writer["errors"]:
         lines.append("errors by errno: " + ", ".join(f"{k}: {v}"

@@ -27,6 +27,8 @@ from ._types import (
     BgpAttributes,
     CheckerConfig,
     DummyCheck,
+    FlapDamping,
+    Lifecycle,
     Source,
     SyslogCheck,
 )
@@ -86,12 +88,13 @@ def _balancer(b: config_pb2.BalancerConfig, where: Where,
     if weight_up > _MAX_WEIGHT:
         problems.error(where.field("weight_up"), f"must be at most {_MAX_WEIGHT}")
     link = _link(b, service, where.field("vip_link"), problems)
+    lifecycle = _lifecycle(b, where, problems)
     if b.configure_reals:
         problems.warn(where.field("configure_reals"),
                       "is not implemented (as in kglb): the VIP is not configured on the reals")
     if service is not None and discovery is not None:
         _check_reals(service, forward, discovery, checker, where, problems)
-    if len(problems.errors) > before or None in (service, checker, discovery, routing):
+    if len(problems.errors) > before or None in (service, checker, discovery, routing, lifecycle):
         return service, None
     port, family, hosts, source, remove_ratio = discovery
     ratio, bgp = routing
@@ -99,7 +102,7 @@ def _balancer(b: config_pb2.BalancerConfig, where: Where,
         name=b.name, setup_name=b.setup_name, service=service, forward=forward, port=port,
         resolve_family=family, hosts=hosts, checker=checker, announce_limit_ratio=ratio, bgp=bgp,
         enable_fwmarks=b.enable_fwmarks, configure_reals=b.configure_reals, weight_up=weight_up,
-        link=link, source=source, max_remove_ratio=remove_ratio,
+        link=link, lifecycle=lifecycle, source=source, max_remove_ratio=remove_ratio,
     )
 
 
@@ -323,6 +326,27 @@ def _link(b: config_pb2.BalancerConfig, service: Service | None, where: Where,
     elif service is not None and service.key.fwmark:
         problems.warn(where, "is ignored: an fwmark service has no VIP")
     return b.vip_link
+
+
+def _lifecycle(b: config_pb2.BalancerConfig, where: Where, problems: Problems) -> Lifecycle | None:
+    before = len(problems.errors)
+    damping = None
+    if b.HasField("flap_damping"):
+        f, here = b.flap_damping, where.field("flap_damping")
+        if f.half_life_ms == 0:
+            problems.error(here.field("half_life_ms"), "must be > 0")
+        if not 0 < f.reuse_flaps < f.suppress_flaps:
+            problems.error(here, "needs 0 < reuse_flaps < suppress_flaps")
+        if len(problems.errors) == before:
+            damping = FlapDamping(half_life_ms=f.half_life_ms, suppress_flaps=_float32(
+                f.suppress_flaps), reuse_flaps=_float32(f.reuse_flaps))
+    ratio = _float32(b.min_pooled_ratio) if b.HasField("min_pooled_ratio") else 0.0
+    if not 0.0 <= ratio <= 1.0:
+        problems.error(where.field("min_pooled_ratio"), "must be within 0-1")
+    if len(problems.errors) > before:
+        return None
+    return Lifecycle(drain_timeout_ms=b.drain_timeout_ms, slow_start_ms=b.slow_start_ms,
+                     flap_damping=damping, min_pooled_ratio=ratio)
 
 
 def _check_shared(msg: config_pb2.ControlPlaneConfig, where: Where,

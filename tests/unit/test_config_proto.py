@@ -65,6 +65,10 @@ OURS = {
     (config_pb2.UpstreamDiscovery, "file_attributes"): 12,
     (config_pb2.UpstreamDiscovery, "dns_attributes"): 13,
     (config_pb2.UpstreamDiscovery, "etcd_attributes"): 14,
+    (config_pb2.BalancerConfig, "drain_timeout_ms"): 12,
+    (config_pb2.BalancerConfig, "slow_start_ms"): 13,
+    (config_pb2.BalancerConfig, "flap_damping"): 14,
+    (config_pb2.BalancerConfig, "min_pooled_ratio"): 15,
 }
 KGLB_ENUMS = {
     common_pb2.ForwardMethods: {"TUNNEL": 0, "MASQ": 1},
