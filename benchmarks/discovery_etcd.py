@@ -94,12 +94,14 @@ def populate(url: str, n: int) -> None:
 def writer_main(url: str, n: int, rate: float, duration: float, seed: int) -> None:
     """Delete or put back one key per 1/rate s; print one JSON line per write.
 
-    A key is put back no sooner than ``REST`` s after its delete, so that each
-    write is a change of its own (a delete and put within one coalescing
-    window rightly give no data-plane change at all)."""
+    A key is put back no sooner than ``REST`` s after its delete, and deleted
+    no sooner than ``REST`` s after it was put back, so that each write is a
+    change of its own (two opposite writes within one coalescing window rightly
+    give no data-plane change at all)."""
     rng = random.Random(seed)
     deleted: list[tuple[float, int]] = []  # (when, key), oldest first
     present = list(range(n))
+    put_back: dict[int, float] = {}  # key -> when it was put back
     start = time.monotonic()
     with httpx.Client(base_url=url, timeout=10) as client:
         for k in range(int(rate * duration)):
@@ -111,9 +113,14 @@ def writer_main(url: str, n: int, rate: float, duration: float, seed: int) -> No
                 client.post("/v3/kv/put", json={"key": b64(f"{PREFIX}{i}"),
                                                 "value": b64(f"{address(i)}:80")}).raise_for_status()
                 present.append(i)
+                put_back[i] = at
                 op = "add"
             else:
-                i = present.pop(rng.randrange(len(present)))
+                while True:
+                    index = rng.randrange(len(present))
+                    if put_back.get(present[index], -REST) < at - REST:
+                        break
+                i = present.pop(index)
                 client.post("/v3/kv/deleterange",
                             json={"key": b64(f"{PREFIX}{i}")}).raise_for_status()
                 deleted.append((at, i))
@@ -162,6 +169,8 @@ def match(writes: list[dict], seen: list[dict]) -> tuple[list[float], int]:
         later = [t for t in times if t >= w["at"]]
         if not later:
             lost += 1
+            if os.environ.get("BENCH_DEBUG"):
+                print("unmatched", w, sorted(times), file=sys.stderr)
             continue
         times.remove(later[0])
         latencies.append(later[0] - w["at"])
