@@ -152,7 +152,7 @@ class _Loop:
     async def wait_first(self, answers) -> None:
         """Fold the source's first answer (or failure) in and send a list."""
         if not self.memory.state.answered or self.memory.sent is None:
-            await self.fold(await answers.receive())
+            self.fold(await answers.receive())
         await self.update(force=self.memory.sent is None)
 
     async def consume(self, answers) -> None:
@@ -165,12 +165,12 @@ class _Loop:
                     break
             newest = next((m for m in reversed(burst) if isinstance(m, Answer)), None)
             if newest is not None:
-                await self.fold(newest)
+                self.fold(newest)
             if isinstance(burst[-1], Failure):
-                await self.fold(burst[-1])
+                self.fold(burst[-1])
             await self.update()
 
-    async def fold(self, message: Answer | Failure) -> None:
+    def fold(self, message: Answer | Failure) -> None:
         old = self.memory.state
         now = trio.current_time()
         if isinstance(message, Failure):
