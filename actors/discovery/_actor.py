@@ -216,12 +216,12 @@ class _Loop:
         return endpoint if address is None else replace(endpoint, address=address)
 
     async def resolve_names(self, names: set[str], *, fresh: bool) -> None:
-        """Resolve ``names``: all of them with ``fresh``, else only those never resolved."""
+        """Resolve ``names``: all of them with ``fresh``, else those not tried in this run
+        (a restarted actor resolves every name once, as at start)."""
         addresses = self.memory.addresses
         for name in [n for n in addresses if n not in names and fresh]:
             del addresses[name]  # a name no longer listed is forgotten
-        todo = sorted(names if fresh else {n for n in names
-                                           if n not in addresses and n not in self.tried})
+        todo = sorted(names if fresh else names - self.tried)
         if not todo:
             return
         self.tried.update(todo)
@@ -232,8 +232,13 @@ class _Loop:
                 try:
                     address = await self.resolve(name, self.config.resolve_family)
                 except ResolveError as exc:
-                    log.warning("host does not resolve; keeping its last address",
-                                host=name, reason=str(exc), last=addresses.get(name))
+                    last = addresses.get(name)
+                    if last is None:
+                        log.warning("host does not resolve; left out until it does",
+                                    host=name, reason=str(exc))
+                    else:
+                        log.warning("host does not resolve; keeping its last address",
+                                    host=name, reason=str(exc), last=last)
                     return
             addresses[name] = address
 

@@ -16,25 +16,25 @@ import re
 import struct
 
 from .._model import Family, ForwardMethod, Protocol, Service, ServiceFlag, ServiceKey
+from ..bird import parse_community
 from ..pb import common_pb2, config_pb2
 from ._checks import convert_checker
 from ._errors import Problems, Where
 from ._sources import convert_source, max_remove_ratio
+from ._rules import FAMILY_NAMES as _FAMILY_NAMES
+from ._rules import Sections, check_balancer
 from ._types import (
     DEFAULT_LINK,
     DEFAULT_WEIGHT_UP,
     BalancerConfig,
     BgpAttributes,
     CheckerConfig,
-    DummyCheck,
     FlapDamping,
     Lifecycle,
     Source,
-    SyslogCheck,
 )
 
 _FAMILIES = {common_pb2.AF_INET: Family.INET, common_pb2.AF_INET6: Family.INET6}
-_FAMILY_NAMES = {Family.INET: "AF_INET", Family.INET6: "AF_INET6"}
 _FORWARDS = {common_pb2.TUNNEL: ForwardMethod.TUNNEL, common_pb2.MASQ: ForwardMethod.MASQ,
              common_pb2.DROUTE: ForwardMethod.DROUTE}
 _Ipvs = common_pb2.IpvsService
@@ -92,8 +92,11 @@ def _balancer(b: config_pb2.BalancerConfig, where: Where,
     if b.configure_reals:
         problems.warn(where.field("configure_reals"),
                       "is not implemented (as in kglb): the VIP is not configured on the reals")
-    if service is not None and discovery is not None:
-        _check_reals(service, forward, discovery, checker, where, problems)
+    d = b.upstream_discovery if b.HasField("upstream_discovery") else None
+    check_balancer(Sections(
+        service=service, forward=forward, port=None if d is None else d.port,
+        resolve_family=None if d is None else _FAMILIES[d.resolve_family], checker=checker,
+        bgp=None if routing is None else routing[1]), where, problems)
     if len(problems.errors) > before or None in (service, checker, discovery, routing, lifecycle):
         return service, None
     port, family, hosts, source, remove_ratio = discovery
@@ -251,25 +254,6 @@ def _check_hosts(hosts: tuple[str, ...], family: Family, where: Where, problems:
         seen.setdefault(identity, index)
 
 
-def _check_reals(service: Service, forward: ForwardMethod,
-                 discovery: tuple, checker: CheckerConfig | None,
-                 where: Where, problems: Problems) -> None:
-    port, family = discovery[:2]
-    here = where.field("upstream_discovery")
-    if port == 0 and forward is ForwardMethod.MASQ:
-        # kglb accepted this and then refused every state it generated.
-        problems.error(here.field("port"), "must not be 0 with forwardMethod MASQ")
-    if family is not service.key.family and forward is not ForwardMethod.TUNNEL:
-        problems.error(here.field("resolve_family"),
-                       f"{_FAMILY_NAMES[family]} reals in an {service.key.family.tag} service "
-                       f"need forwardMethod TUNNEL (the kernel refuses mixed families otherwise)")
-    check = None if checker is None else checker.check
-    dials_port = not isinstance(check, (DummyCheck, SyslogCheck)) or (
-        isinstance(check, SyslogCheck) and not check.port)
-    if port == 0 and check is not None and dials_port:
-        problems.warn(here.field("port"), "is 0: every health check connects to port 0 and fails")
-
-
 def _dynamic_routing(b: config_pb2.BalancerConfig, where: Where,
                      problems: Problems) -> tuple[float, BgpAttributes | None] | None:
     if not b.HasField("dynamic_routing"):
@@ -293,8 +277,14 @@ def _bgp(a: common_pb2.BgpRouteAttributes, where: Where,
     for name in ("local_asn", "peer_asn"):
         if not getattr(a, name):
             problems.error(where.field(name), "must not be 0")
-    if not a.community.replace(",", " ").strip():
+    communities = a.community.replace(",", " ").split()
+    if not communities:
         problems.error(where.field("community"), "is required")
+    for community in communities:
+        try:
+            parse_community(community)
+        except ValueError as e:
+            problems.error(where.field("community"), f"{e} (BIRD refuses it)")
     prefix = ip_text(a, "prefix", where, problems)
     if not a.prefixlen:
         problems.error(where.field("prefixlen"), "must not be 0")

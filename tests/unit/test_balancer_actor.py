@@ -6,10 +6,11 @@ import trio
 from _control_fakes import balancer_config
 
 from actors.balancer import BalancerMemory, run_balancer
-from kglb.discovery import Endpoint, Endpoints
+from actors.discovery import DiscoveryMemory, run_discovery
 from actors.supervisor import ControlPlane
 from kglb import CheckResult, ProbeResult, ServiceKey
 from kglb.config import Config
+from kglb.discovery import Endpoint, Endpoints
 from kglb.fwmark import FwmarkPool
 
 
@@ -124,3 +125,31 @@ async def test_fwmarks_shared_by_balancers_and_released_when_both_are_gone(autoj
         assert await plane.reload(Config(balancers=())) == []
         assert pool.statistics() == (0, 10)
         plane.stop()
+
+
+async def test_a_host_that_never_resolved_is_logged_as_left_out():
+    """Issue 13, problem 5: no "keeping its last address ... last=None"."""
+    from structlog.testing import capture_logs
+
+    from actors.resolver import ResolveError
+
+    async def resolve(host, family):
+        if host[0].isdigit():
+            return host
+        raise ResolveError(f"{host}: no such name")
+
+    # Names are resolved by the balancer's discovery actor.
+    memory = DiscoveryMemory()
+    memory.addresses["known.example"] = "10.1.0.7"  # resolved in an earlier run
+    send, _receive = trio.open_memory_channel(100)
+    config = balancer_config(hosts=("10.1.0.1", "never.invalid", "known.example"))
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(partial(run_discovery, config, memory=memory, send=send,
+                                        resolve=resolve))
+            nursery.cancel_scope.cancel()
+    said = sorted((e["event"], e["host"], e.get("last")) for e in logs if "host" in e)
+    assert said == [
+        ("host does not resolve; keeping its last address", "known.example", "10.1.0.7"),
+        ("host does not resolve; left out until it does", "never.invalid", None),
+    ]
