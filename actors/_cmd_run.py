@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from functools import partial
 
 import structlog
@@ -32,7 +33,7 @@ from kglb.pretty import render_operation
 
 from . import logs, sdnotify
 from .app import KglbHandle, run_kglb
-from .gc_policy import settle_gc
+from .gc_policy import release_memory, settle_gc
 from .config_file import read_config
 from .dataplane import MemoryDataPlane
 from .exit_codes import ExitCode
@@ -40,6 +41,7 @@ from .http import run_http_server
 from .metrics import LoopLagMonitor
 from .probes import Prober, suggested_workers
 from .signals import run_signal_handler
+from .supervisor import RestartBudget
 
 __all__ = ["main"]
 
@@ -93,9 +95,10 @@ def _first(group: BaseExceptionGroup) -> BaseException:
     return group
 
 
-async def _start_status_server(nursery, address: str, handle, loop_lag) -> None:
+async def _start_status_server(nursery, address: str, handle, loop_lag, budget) -> None:
     try:
-        await nursery.start(partial(run_http_server, address, handle, loop_lag=loop_lag))
+        await nursery.start(partial(run_http_server, address, handle, loop_lag=loop_lag,
+                                    budget=budget))
     except OSError as exc:
         why = exc.strerror or str(exc)
         raise _CannotListen(f"-status_port {address}: cannot listen: {why.lower()}; "
@@ -133,19 +136,24 @@ async def _run(args, config: Config, speaker) -> int:
 
             async with trio.open_nursery() as nursery:
                 loop_lag = LoopLagMonitor()
-                await _start_status_server(nursery, args.status_address, late, loop_lag)
+                # One restart budget for the status server and every actor of the control plane.
+                budget = RestartBudget()
+                await _start_status_server(nursery, args.status_address, late, loop_lag, budget)
                 await nursery.start(loop_lag.run)
                 await nursery.start(partial(run_signal_handler, shutdown=shutdown, force=force,
-                                            reload=lambda: _reload(args.config, late.handle)))
+                                            reload=lambda: _reload(args.config, late.handle, resize)))
                 prober = Prober(source_v4=args.source_ipv4, source_v6=args.source_ipv6,
                                 workers=_probe_workers(args.probe_workers, config))
+
+                def resize(new: Config) -> None:  # a reload sizes the workers as a start
+                    prober.set_workers(_probe_workers(args.probe_workers, new))
                 stopped = trio.Event()
 
                 async def control_plane(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
                     await run_kglb(
                         config, dataplane=dataplane, prober=prober, speaker=speaker,
                         ownership_path=None if args.dry_run else args.state_file,
-                        keep_on_exit=args.keep_on_exit,
+                        keep_on_exit=args.keep_on_exit, budget=budget,
                         on_apply=_print_operations if args.dry_run else None,
                         task_status=task_status)
                     stopped.set()
@@ -155,7 +163,7 @@ async def _run(args, config: Config, speaker) -> int:
                 nursery.start_soon(_notify_ready, late.handle)
                 await nursery.start(sdnotify.run_watchdog)
                 if args.watch_config:
-                    nursery.start_soon(_watch_config, args.config, late.handle)
+                    nursery.start_soon(_watch_config, args.config, late.handle, resize)
                 await stopped.wait()
                 nursery.cancel_scope.cancel()
     finally:
@@ -222,7 +230,8 @@ def _dataplane(args, config: Config):
     return IpvsDataPlane(links)
 
 
-async def _reload(path: str, handle: KglbHandle | None) -> list[str]:
+async def _reload(path: str, handle: KglbHandle | None,
+                  resize: Callable[[Config], None] | None = None) -> list[str]:
     if handle is None:
         return ["the control plane is starting"]
     try:
@@ -236,10 +245,14 @@ async def _reload(path: str, handle: KglbHandle | None) -> list[str]:
         sdnotify.notify("READY=1")
     if not problems:
         log.info("config reloaded", balancers=len(config.balancers))
+        if resize is not None:
+            resize(config)
+        await trio.to_thread.run_sync(release_memory)  # what the old config freed (gc_policy)
     return problems
 
 
-async def _watch_config(path: str, handle: KglbHandle) -> None:
+async def _watch_config(path: str, handle: KglbHandle,
+                        resize: Callable[[Config], None] | None = None) -> None:
     """Reload whenever the file's mtime (or inode: editors replace files) changes."""
 
     def stamp() -> tuple[int, int] | None:
@@ -256,7 +269,7 @@ async def _watch_config(path: str, handle: KglbHandle) -> None:
         if now is not None and now != seen:
             seen = now
             log.info("config file changed", path=path)
-            await _reload(path, handle)
+            await _reload(path, handle, resize)
 
 
 def _print_operations(ops: list[Operation]) -> None:

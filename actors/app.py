@@ -64,7 +64,7 @@ from .metrics import CheckTally
 from .probes import Prober, ProberStatistics
 from .resolver import Resolve, resolve_host
 from .routes import MemorySpeaker
-from .supervisor import ControlPlane, RestartBudget, RestartPolicy, open_supervisor
+from .supervisor import ControlPlane, RestartBudget, RestartPolicy, Supervisor, open_supervisor
 from .writer import Writer, WriterStatistics
 
 __all__ = ["KglbHandle", "KglbStatistics", "run_kglb"]
@@ -179,6 +179,7 @@ async def run_kglb(
     on_apply: Callable[[Sequence[Operation]], None] | None = None,
     resolve: Resolve = resolve_host,
     policy: RestartPolicy = RestartPolicy(),
+    budget: RestartBudget | None = None,
     coalesce: float = COALESCE,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -186,6 +187,8 @@ async def run_kglb(
 
     ``on_apply`` sees every applied batch of operations (``--dry-run`` prints
     them); ``resolve``, ``policy`` and ``coalesce`` are for tests and tuning.
+    ``budget``: a RestartBudget shared with actors the caller runs (the
+    status server); None = one for ``policy``.
     Raises ValueError for a config the loader should have refused (duplicate
     services), before anything starts.
     """
@@ -206,14 +209,17 @@ async def run_kglb(
         # receive end is ours, not the writer's: it must outlive a writer crash.
         send_desired, receive_desired = trio.open_memory_channel[DataPlaneState](1)
         stack.enter_context(receive_desired)
-        budget = RestartBudget(policy)
+        budget = budget if budget is not None else RestartBudget(policy)
         plane = ControlPlane(config, prober=prober, send_desired=send_desired, resolve=resolve,
                              budget=budget, coalesce=coalesce,
                              connections=reading_of(writer.statistics),
                              drain_on_stop=not keep_on_exit)
 
         async with trio.open_nursery() as nursery:
-            await nursery.start(prober.run)
+            # An actor like the others: restarted after a crash, under the shared
+            # budget, which also counts its worker processes' exits.
+            probing = Supervisor(nursery, policy, budget=budget)
+            await probing.start("prober", prober.run, budget=budget)
             if hasattr(speaker, "run"):  # a real speaker polls its daemon (BIRD)
                 await nursery.start(speaker.run)
             # The writer has a supervisor of its own because it outlives the

@@ -344,7 +344,7 @@ class ControlPlane:
             _discovery_name(config.identity), run_discovery, config=config,
             memory=self.discoveries[config.identity], send=endpoints_send, resolve=self._resolve)
         await self._supervisor.start(
-            config.identity, run_balancer, config=config, prober=self._prober,
+            config.identity, run_balancer, config=config, prober=self._prober.inbox,
             fwmarks=self.fwmarks, memory=self.memories[config.identity], send=self._states_send,
             endpoints=endpoints, connections=self._connections)
 
