@@ -166,6 +166,8 @@ def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
     elif text.count(":") == 1:
         host, port_text = text.split(":")
     else:  # a name, an IPv4 literal or a bare IPv6 literal
+        if ":" in text and _literal(text) is None:
+            raise DiscoveryError(f"{text!r} is not host[:port] (an IPv6 address needs [ ]:port)")
         host, port_text = text, None
     if not host:
         raise DiscoveryError(f"{text!r} has no host")

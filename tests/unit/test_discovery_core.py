@@ -141,7 +141,8 @@ def test_parse_hostport(text, host, port):
     assert parse_hostport(text, 8080) == (host, port)
 
 
-@pytest.mark.parametrize("text", ["", ":80", "web:0", "web:x", "[::1", "[::1]x", "web:70000"])
+@pytest.mark.parametrize("text", ["", ":80", "web:0", "web:x", "[::1", "[::1]x", "web:70000",
+                                  "web:80:90"])
 def test_parse_hostport_refuses(text):
     with pytest.raises(DiscoveryError):
         parse_hostport(text, 80)
