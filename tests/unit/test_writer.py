@@ -255,8 +255,16 @@ async def test_restart_adopts_with_zero_operations(harness, lose_record, autojum
     assert [r.weight for r in first.dp.state.services[0].reals] == [700, 300]
     owned = load_owned(second.path)
     assert owned.services == {VIP}
-    # a VIP we did not add (the record was lost) is not ours to remove
-    assert owned.addresses == (frozenset() if lose_record else {ADDR})
+    # the VIP we added carries the kernel's mark: ours even when the record is lost
+    assert owned.addresses == {ADDR}
+
+
+async def test_a_vip_someone_else_added_is_never_ours(harness, autojump_clock):
+    h = await harness(dp=MemoryDataPlane(DataPlaneState(addresses=(ADDR,))))
+    await h.put(desired(1000))
+    assert h.stats.owned.addresses == frozenset()
+    await h.close()
+    assert h.dp.state.addresses == (ADDR,)
 
 
 async def test_restart_after_a_crash_removes_what_is_no_longer_desired(harness, autojump_clock):
