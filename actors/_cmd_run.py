@@ -13,7 +13,11 @@ exit, a crash beyond the restart intensity or failed preflight checks, 2 for
 a bad config.
 
 ``--dry-run`` runs on the in-memory data plane and prints every applied
-change; its ownership record is temporary, so it never disturbs a real run.
+change. It never touches what a live instance beside it uses: its ownership
+record is in a temporary directory, routes stay in memory (BIRD's socket and
+include file are never opened, even with ``--bgp-neighbor``), it sends no
+systemd notifications, and the status server listens on an ephemeral
+loopback port unless ``--status-address`` names another than the default.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ def main(args) -> int:
         log.warning("config", warning=warning)
     if not args.dry_run and not _preflight(config):
         return 1
+    if args.dry_run:
+        _isolate_dry_run(args)
     try:
         speaker = _speaker(args)
     except ValueError as exc:
@@ -134,6 +140,20 @@ async def _run(args, config: Config, speaker) -> int:
         with trio.CancelScope(shield=True):
             await dataplane.aclose()
     return 1 if forced else 0
+
+
+def _isolate_dry_run(args) -> None:
+    """Keep a dry run off everything a live instance beside it uses."""
+    from .cli import DEFAULT_STATUS_ADDRESS
+
+    if args.bgp_neighbor:
+        log.info("dry run: routes are kept in memory, BIRD is not touched",
+                 bird_include=args.bird_include)
+        args.bgp_neighbor = []
+    if args.status_address == DEFAULT_STATUS_ADDRESS:
+        args.status_address = "127.0.0.1:0"  # the live instance listens on the default
+    os.environ.pop("NOTIFY_SOCKET", None)  # that is the live unit's, if any
+    os.environ.pop("WATCHDOG_USEC", None)
 
 
 def _probe_workers(requested: int, config: Config) -> int:

@@ -37,7 +37,7 @@ import structlog
 
 from kglb import Family, LinkAddress, Owned, Protocol, ServiceKey
 
-__all__ = ["load_owned", "save_owned"]
+__all__ = ["load_owned", "remove_partial_records", "save_owned"]
 
 _VERSION = 1
 log = structlog.get_logger("kglb_trio.ownership")
@@ -46,11 +46,8 @@ log = structlog.get_logger("kglb_trio.ownership")
 def load_owned(path: str | os.PathLike[str]) -> Owned:
     """The record at ``path``; ``Owned()`` if it is missing or unreadable (logged).
 
-    Removes temporary files a crash in the middle of ``save_owned`` left behind.
+    Only reads (``plan`` uses it too); see ``remove_partial_records``.
     """
-    target = Path(path)
-    for stale in target.parent.glob(f".{target.name}.*"):
-        stale.unlink(missing_ok=True)
     try:
         text = Path(path).read_bytes()
     except FileNotFoundError:
@@ -71,6 +68,16 @@ def load_owned(path: str | os.PathLike[str]) -> Owned:
         log.warning("corrupt ownership record, owning nothing", path=str(path), error=repr(e))
         return Owned()
     return Owned(services=services, addresses=addresses)
+
+
+def remove_partial_records(path: str | os.PathLike[str]) -> None:
+    """Remove the temporary files a crash in the middle of ``save_owned`` left beside ``path``."""
+    target = Path(path)
+    try:
+        for stale in target.parent.glob(f".{target.name}.*"):
+            stale.unlink(missing_ok=True)
+    except OSError as e:
+        log.warning("cannot remove partial ownership records", path=str(path), error=str(e))
 
 
 def save_owned(path: str | os.PathLike[str], owned: Owned) -> None:

@@ -71,7 +71,7 @@ from kglb.writer import (
 )
 
 from .dataplane import DataPlane, OperationError, ServiceCounters
-from .ownership import load_owned, save_owned
+from .ownership import load_owned, remove_partial_records, save_owned
 from .routes import MemorySpeaker, RouteSpeaker
 
 __all__ = ["Writer", "WriterStatistics"]
@@ -172,6 +172,7 @@ class Writer:
         closing the send side, and after a crash the next run goes on reading it.
         Raises ``OSError`` if the kernel cannot be read at start (nothing is touched).
         """
+        remove_partial_records(self._ownership_path)
         owned = load_owned(self._ownership_path)
         state = await self._dataplane.read()
         owned = await self._with_marks(owned, state)
