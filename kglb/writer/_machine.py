@@ -22,7 +22,8 @@ kglb's order: withdraw, build (services, VIPs, reals), announce, delete.
 * Holds: a withdrawn route with a hold time arms a timer for that route. Until
   it is due, only the deletions that would cut the route's traffic (services,
   reals and the VIP under its prefix) wait; everything else goes on. A
-  deletion also waits while any announced route still covers its VIP.
+  deletion also waits while a route that is no longer wanted (its withdrawal
+  failed) still covers its VIP.
 * Write-ahead ownership: before an apply that creates services or VIPs, the
   machine asks for a ``Record`` that already names them; after the round it
   records what exists (``owned_after``). A crash at any instant thus leaves a
@@ -357,7 +358,7 @@ class WriterMachine:
         while r.stages:
             stage, ops = r.stages.popleft()
             ops = [op for op in ops if group_of(op) not in r.failed]
-            if stage == "delete":
+            if stage in ("build", "delete"):  # reals are deleted in the build stage
                 waiting = [op for op in ops if self._waits(op, now, r)]
                 if waiting:
                     r.complete = False
@@ -454,9 +455,16 @@ class WriterMachine:
             return False
         if any(until > now and covers(route, address) for route, until in self.holds.items()):
             return True
+        # A route still announced but no longer wanted (its withdrawal failed or
+        # backs off) still brings traffic. One that stays wanted is another
+        # balancer's on the same VIP: removing this one's service is a change of
+        # config, not something to drain.
+        target = self._target()
+        wanted = target.routes if target is not None else ()
         announced = self.kernel.routes if r is None else r.before.routes
         gone = withdrawing if r is None else r.withdrawn
-        return any(covers(route, address) for route in announced if route not in gone)
+        return any(covers(route, address) for route in announced
+                   if route not in gone and route not in wanted)
 
     def _delay(self, failures: int) -> float:
         return min(self._backoff * 2 ** (failures - 1), self._max_backoff)
