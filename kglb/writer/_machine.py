@@ -405,7 +405,7 @@ class WriterMachine:
             return []  # the rest waits for holds or backoff: the timer brings it
         if self.goal is Goal.EMPTY:
             self.phase = Phase.STOPPED
-            return self._record(self.owned, force=True)
+            return self._record(self.owned)
         self.manager_state = ManagerState.AVAILABLE
         self.applies += 1
         self.applied, self.applied_at = target, now
