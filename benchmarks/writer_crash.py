@@ -6,9 +6,9 @@ hold. Root and a kernel with ip_vs (in the VM):
 
 Each cycle: a foreign IPVS service and address are in the kernel; a writer
 process starts a first apply of ``--services`` x ``--reals`` MASQ reals and is
-SIGKILLed at a random instant between its fork and 1.2x the time a whole first
-apply took (calibrated first, so some kills land before the ownership record
-is written, most during the apply, some after it). A new writer starts,
+SIGKILLed at a random instant from 0.5 s before the first ownership record is
+written to 0.5 s after the whole first apply is done (both calibrated first):
+some kills land before the record, most during the apply, some after it. A new writer starts,
 converges to the same or to a half-size config, and stops gracefully. The
 kernel (``ipvsadm -Sn``, addresses on lo) must then equal what it was before
 the cycle: anything else is a leak, counted per kind.
@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +68,28 @@ def counts() -> tuple[int, int, int]:
             sum(a.startswith("10.0.1.") for a in addresses))
 
 
+def _calibrate(record: Path, services: int, reals: int) -> tuple[float, float]:
+    """Seconds from the fork to the first ownership record, and to "applied"."""
+    started = time.monotonic()
+    child = start_child(record, services, reals, then="hold")
+    first: list[float] = []
+
+    def watch() -> None:
+        while not record.exists():
+            time.sleep(0.005)
+        first.append(time.monotonic() - started)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    child.wait_for("applied")
+    whole = time.monotonic() - started
+    watcher.join()
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert start_child(record, services, reals).wait()[0] == 0
+    return first[0], whole
+
+
 def crash_cycles(cycles: int, services: int, reals: int) -> int:
     sh("ipvsadm", "-A", "-t", "10.0.9.9:80", "-s", "wlc")
     sh("ipvsadm", "-a", "-t", "10.0.9.9:80", "-r", "10.2.9.9:80", "-m", "-w", "3")
@@ -74,19 +97,15 @@ def crash_cycles(cycles: int, services: int, reals: int) -> int:
     before = snapshot()
     with tempfile.TemporaryDirectory() as tmp:
         record = Path(tmp) / "owned.json"
-        started = time.monotonic()
-        child = start_child(record, services, reals, then="hold")
-        child.wait_for("applied")
-        whole = time.monotonic() - started
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-        assert start_child(record, services, reals).wait()[0] == 0
-        print(f"a whole first apply of {services} x {reals}: {whole:.2f} s (fork to applied)")
+        first, whole = _calibrate(record, services, reals)
+        print(f"a whole first apply of {services} x {reals}: first record written "
+              f"{first:.2f} s after the fork, applied at {whole:.2f} s; kills are drawn "
+              f"from [{max(0.0, first - 0.5):.2f}, {whole + 0.5:.2f}] s")
         print("cycle  kill at s  in kernel then (svc/reals/VIPs)  restart with  "
               "leaked svc/reals/VIPs")
         leaked_total = 0
         for cycle in range(1, cycles + 1):
-            at = random.uniform(0, 1.2 * whole)
+            at = random.uniform(max(0.0, first - 0.5), whole + 0.5)
             child = start_child(record, services, reals, then="hold")
             time.sleep(at)
             os.kill(child.pid, signal.SIGKILL)
@@ -156,8 +175,10 @@ async def _flip_ms(during_hold: bool) -> float:
 
 
 def flip_beside_hold(rounds: int) -> None:
-    base = [trio.run(_flip_ms, False) for _ in range(rounds)]
-    held = [trio.run(_flip_ms, True) for _ in range(rounds)]
+    base, held = [], []
+    for _ in range(rounds):  # interleaved: the shared machine's noise hits both alike
+        base.append(trio.run(_flip_ms, False))
+        held.append(trio.run(_flip_ms, True))
     b, h = sorted(base)[len(base) // 2], sorted(held)[len(held) // 2]
     print(f"weight flip, median of {rounds}: {h:.1f} ms while another VIP is in a 3 s hold, "
           f"{b:.1f} ms with no hold (baseline); ratio {h / b:.2f}; worst during hold "
