@@ -149,8 +149,15 @@ class WriterMachine:
                 f"troubles={sorted(self.troubles)} holds={len(self.holds)}>")
 
     def count_error(self, code: int) -> None:
-        """Count a failure the actor met outside an event (a read at start, a record)."""
+        """Count a failure the actor met outside an event (a read at start)."""
         self.errors[code] += 1
+
+    def record_failed(self, code: int) -> None:
+        """The last ``Record`` could not be written: count it, and write it again before
+        anything more is created. (The actor reports the apply that needed it as
+        ``Applied(unreachable=code)`` without doing it.)"""
+        self.errors[code] += 1
+        self.recorded = None
 
     # ----------------------------------------------------------------- events
 
@@ -318,7 +325,7 @@ class WriterMachine:
         self._round = r
         actions: list[Action] = []
         intended = with_creations(self.owned, runnable)
-        if intended != self.recorded:
+        if intended is not None and intended != self.recorded:
             self.owned = self.recorded = intended  # write-ahead: named before created
             actions.append(Record(owned=intended))
         return actions + self._next_stage(now)

@@ -37,10 +37,13 @@ class Round:
     complete: bool = True  # the whole plan runs: the model then equals the target
 
 
-def with_creations(owned: Owned, ops: list[Operation]) -> Owned:
-    """``owned`` plus what ``ops`` create: the record to write before applying them."""
+def with_creations(owned: Owned, ops: list[Operation]) -> Owned | None:
+    """``owned`` plus what ``ops`` create: the record to write before applying them
+    (None: they create nothing)."""
     services = {op.service.key for op in ops if isinstance(op, AddService)}
     addresses = {op.address for op in ops if isinstance(op, AddAddress)}
+    if not services and not addresses:
+        return None
     if services <= owned.services and addresses <= owned.addresses:
         return owned
     return replace(owned, services=owned.services | services,
