@@ -53,7 +53,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
@@ -64,6 +64,7 @@ from kglb import BalancerState, DataPlaneState, Operation
 from kglb.config import Config
 
 from .dataplane import MemoryDataPlane
+from .discovery import SourceStatus
 from .drain import DRAIN_COUNTERS_INTERVAL, reading_of
 from .host_drain import HostDrain, RouteGate
 from .generator import COALESCE
@@ -91,7 +92,7 @@ class KglbStatistics:
     state hash; both from the last generation. ``checks``: (identity, host) ->
     CheckTally. ``restarts``: actor crashes in total, ``restarts_by_actor``
     per actor name. ``invalid_states``: generations refused by validation.
-    ``started_at``: Unix time.
+    ``started_at``: Unix time. ``discovery``: identity -> its source's state.
     """
 
     balancers: tuple[BalancerState, ...]
@@ -108,6 +109,7 @@ class KglbStatistics:
     restarts_by_actor: Mapping[str, int]
     invalid_states: int
     started_at: float
+    discovery: Mapping[str, SourceStatus] = field(default_factory=dict)  # identity -> its source
     sync_daemons: DaemonStatistics = DaemonStatistics()
     host_drain: str | None = None  # None, or the host drain's step (actors/host_drain.py)
     pid: int = 0
@@ -151,6 +153,7 @@ class KglbHandle:
             restarts_by_actor=MappingProxyType(restarts),
             invalid_states=plane.generator.invalid,
             started_at=self._started_at,
+            discovery=MappingProxyType(plane.sources()),
             sync_daemons=self._daemons.statistics(),
             host_drain=None if self._drainer.state == "serving" else self._drainer.state,
             pid=os.getpid(),
