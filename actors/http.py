@@ -1,7 +1,8 @@
 """The stats/status HTTP server: a small HTTP/1.1 server on trio + h11.
 
 Routes (GET or HEAD): ``/stats`` and ``/metrics`` (Prometheus text), ``/status``
-(JSON, see actors.status), ``/healthz`` ("ok"). Anything else is 404, other
+(JSON, see actors.status), ``/healthz`` ("ok"), ``/`` and ``/page.json`` (the
+live status page, see actors.status_page). Anything else is 404, other
 methods 405.
 
 Nothing here may stall the control plane. The snapshot is taken on the event
@@ -21,7 +22,7 @@ import h11
 import structlog
 import trio
 
-from . import metrics, status
+from . import metrics, status, status_page
 
 __all__ = ["parse_address", "run_http_server"]
 
@@ -52,8 +53,11 @@ class _Server:
         self.connections = trio.CapacityLimiter(max_connections)
         # One render at a time: scrapes queue instead of taking both cores.
         self.renderer = trio.CapacityLimiter(1)
+        self.page = status_page.PageCache(handle.statistics, self.renderer)
 
-    async def body(self, path: str) -> tuple[int, str, bytes]:
+    async def body(self, path: str, query: str = "") -> tuple[int, str, bytes]:
+        if path in status_page.PATHS:
+            return await self.page.respond(path, query)
         if path == "/healthz":
             return 200, "text/plain; charset=utf-8", b"ok\n"
         if path not in ("/stats", "/metrics", "/status"):
@@ -109,13 +113,13 @@ class _Server:
                     return
                 if request is None:
                     return  # clean close between requests
-                path = request.target.decode("latin-1").split("?", 1)[0]
+                path, _, query = request.target.decode("latin-1").partition("?")
                 method = request.method.decode("latin-1")
                 if method not in ("GET", "HEAD"):
                     await _respond(stream, conn, 405, "text/plain", b"method not allowed\n",
                                    close=True, extra=[("allow", "GET, HEAD")])
                     return
-                code, content_type, body = await self.body(path)
+                code, content_type, body = await self.body(path, query)
                 await _respond(stream, conn, code, content_type,
                                b"" if method == "HEAD" else body, length=len(body))
             if scope.cancelled_caught:

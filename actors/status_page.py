@@ -1,0 +1,236 @@
+"""The live status page: ``GET /`` (HTML) and ``GET /page.json`` (what the page polls).
+
+Theory of operation. Both answers are one *page model*: display-ready rows
+built from one statistics snapshot, so the server-side HTML (what a browser
+with JavaScript off shows) and the page's script (which rebuilds the same
+tables from ``/page.json``) lay out the same text and decide nothing.
+
+The model is bounded whatever the config's size: every balancer gets a
+one-line summary, but at most ``limit`` reals are listed in all, ranked down
+first, then by how recently their health changed, so at 10k reals the ones an
+operator opened the page for are on it and the answer stays ~100 KB.
+``?q=`` filters balancers and reals by a case-insensitive substring (name,
+service, VIP, host, address, reason), on the server, so it works without
+JavaScript too.
+
+The page polls ``/page.json`` every ``POLL_SECONDS`` rather than holding a
+server-sent event stream: a poll is an ordinary short request under the HTTP
+server's deadline and connection limit, needs no per-client task, and survives
+restarts and proxies without reconnection logic. What keeps polling cheap is
+``PageCache``: one render per query per ``MAX_AGE`` seconds, shared by every
+open page, built in a worker thread (ranking 10k reals takes milliseconds; it
+must not run on the event loop that drives the probes). An ETag would save
+nothing: the model carries latencies and ages, so it changes on every render.
+
+Everything here is read-only: the page has no form that posts and no route
+that changes state.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Callable
+from urllib.parse import parse_qs
+
+import orjson
+import structlog
+import trio
+
+from .metrics import balancer_state
+from .status import balancer_status, real_status, writer_status
+from .status_page_html import render_page
+
+__all__ = ["PATHS", "PageCache", "page_model"]
+
+log = structlog.get_logger()
+
+PATHS = ("/", "/page.json")
+LIMIT = 200  # reals listed per page: bounds the answer at any config size
+CHANGES = 12  # rows of "recent health changes"
+MAX_AGE = 1.0  # seconds one render is shared by every page asking the same query
+POLL_SECONDS = 2.0
+MAX_QUERY = 200  # characters of ``q`` kept
+MAX_ENTRIES = 16  # distinct queries cached
+
+REAL_HEADERS = ("host", "address", "health", "weight", "last check", "reason", "latency",
+                "in state")
+CHANGE_HEADERS = ("when", "balancer", "host", "now", "changes")
+
+
+def age(seconds: float | None) -> str:
+    """``95.2`` -> ``"1m35s"``: short, for a table cell."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    for unit, size, sub, subsize in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
+                                     ("m", 60, "s", 1)):
+        if s >= size:
+            return f"{s // size}{unit}{(s % size) // subsize:02d}{sub}"
+    return f"{s}s"
+
+
+def _real_row(r, *, now: float, wall: float) -> dict:
+    d = real_status(r, now=now, wall=wall)
+    address = "unresolved" if d["address"] is None else f"{d['address']}:{d['port']}"
+    last = {None: "not yet", True: "pass", False: "fail"}[d["passed"]]
+    ms = d["latency_ms"]
+    latency = "-" if ms is None else f"{ms:.1f} ms" if ms >= 10 else f"{ms:.2f} ms"
+    return {"cls": d["health"],
+            "cells": [d["host"], address, d["health"], str(d["weight"]), last,
+                      d["reason"] or "", latency, age(d["since_seconds"])]}
+
+
+def _matches(q: str, *texts: object) -> bool:
+    return any(q in str(t).lower() for t in texts if t is not None)
+
+
+def _real_hit(q: str, r) -> bool:
+    return _matches(q, r.host, r.address, None if r.last is None else r.last.reason)
+
+
+def _balancer_head(d: dict) -> list[list[str]]:
+    route = d["route"]
+    route_text = ("none" if route is None else
+                  f"{route['prefix']} {'announced' if route['announced'] else 'withheld'}")
+    # "discovery" is filled in by the discovery sources; a config's hosts list is static.
+    return [["service", d["service"] or "-"], ["VIP", d["vip"] or "-"], ["state", d["state"]],
+            ["alive", f"{d['alive_ratio']:.0%}"], ["route", route_text],
+            ["discovery", str(d.get("discovery") or "static")],
+            ["setup", d["setup"]], ["forward", d["forward"] or "-"]]
+
+
+def _writer_rows(stats, wall: float) -> list[list[str]]:
+    w = writer_status(stats)
+    applied_wall = stats.writer.applied_wall
+    last = ("never" if applied_wall is None else
+            f"{age(wall - applied_wall)} ago, took {w['last_apply_ms']:.1f} ms")
+    errors = sum(w["errors"].values())
+    return [["state", w["manager_state"]],
+            ["in sync", "yes" if stats.desired is not None
+             and stats.writer.applied == stats.desired else "no"],
+            ["last apply", last], ["operations", str(w["operations"])],
+            ["drift repairs", str(w["drift_repairs"])], ["errors", str(errors)],
+            ["BGP session", "established" if w["bgp_session"] else "down"],
+            ["routes announced", ", ".join(w["announced"]) or "none"],
+            ["reloads", f"{stats.reloads_ok} ok, {stats.reloads_failed} failed"],
+            ["actor restarts", str(stats.restarts)]]
+
+
+def page_model(stats, *, now: float, wall: float, query: str = "", limit: int = LIMIT) -> dict:
+    """The page of one snapshot: summaries, at most ``limit`` reals, recent changes, writer.
+
+    ``now`` is trio time and ``wall`` Unix time, taken together (as for
+    ``actors.status``). ``query`` filters (see the module docstring).
+    """
+    q = query.strip().lower()
+    kept, ranked, changed = [], [], []
+    up = down = 0
+    for b in stats.balancers:
+        d = balancer_status(b, stats.route_decisions, now, wall, reals=[])
+        whole = not q or _matches(q, d["name"], d["service"], d["vip"], d["setup"])
+        matched = 0
+        for r in b.reals:
+            if whole or _real_hit(q, r):
+                matched += 1
+                # Down first, then the most recent change; never-changed reals last.
+                recent = -r.since if r.since is not None else math.inf
+                ranked.append((r.health.up, recent, len(kept), matched, r))
+                if r.since is not None:
+                    changed.append((r.since, len(kept), matched, b, r))
+        b_up = sum(r.health.up for r in b.reals)
+        up, down = up + b_up, down + len(b.reals) - b_up
+        if whole or matched:
+            kept.append((b, d, matched, b_up))
+    shown: list[list[dict]] = [[] for _ in kept]
+    for _, _, index, _, r in heapq.nsmallest(limit, ranked, key=lambda t: t[:4]):
+        shown[index].append(_real_row(r, now=now, wall=wall))
+    balancers = []
+    for (b, d, matched, b_up), rows in zip(kept, shown, strict=True):
+        hidden = matched - len(rows)
+        balancers.append({
+            "name": d["name"], "state": balancer_state(b), "head": _balancer_head(d),
+            "count": f"{b_up} of {len(b.reals)} reals up",
+            "note": f"{hidden} more matching reals not listed (up, no recent change)"
+                    if hidden else "",
+            "rows": rows})
+    changes = []
+    for since, _, _, b, r in heapq.nlargest(CHANGES, changed, key=lambda t: t[:3]):
+        tally = stats.checks.get((b.identity, r.host))
+        changes.append({"cls": "up" if r.health.up else "down",
+                        "cells": [f"{age(now - since)} ago", b.name, r.host,
+                                  "up" if r.health.up else "down",
+                                  "-" if tally is None else str(tally.transitions)]})
+    listed = sum(map(len, shown))
+    return {
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(wall)),
+        "query": query,
+        "summary": (f"{len(stats.balancers)} balancers, {up + down} reals: {up} up, {down} down"
+                    + ("" if stats.desired is not None else "; starting")),
+        "listed": (f"{listed} reals listed" + (f" matching \u201c{query}\u201d" if q else "")
+                   + (f" (at most {limit}: down and recently changed first)"
+                      if len(ranked) > limit else "")),
+        "poll_ms": int(POLL_SECONDS * 1000),
+        "real_headers": list(REAL_HEADERS),
+        "change_headers": list(CHANGE_HEADERS),
+        "balancers": balancers,
+        "changes": changes,
+        "writer": _writer_rows(stats, wall),
+    }
+
+
+def parse_query(query: str) -> str:
+    """The ``q`` parameter of a request's query string (bounded; "" when absent)."""
+    values = parse_qs(query, max_num_fields=8).get("q") or [""]
+    return values[0][:MAX_QUERY]
+
+
+class PageCache:
+    """Renders of the page shared by every page polling within ``max_age`` seconds.
+
+    ``snapshot``: returns the current statistics (``handle.statistics``).
+    ``renderer``: the HTTP server's limiter for CPU work in threads, so page
+    renders queue with metric scrapes instead of taking both cores.
+    """
+
+    def __init__(self, snapshot: Callable[[], object], renderer: trio.CapacityLimiter, *,
+                 max_age: float = MAX_AGE) -> None:
+        self.snapshot = snapshot
+        self.renderer = renderer
+        self.max_age = max_age
+        self.renders = 0
+        self._lock = trio.Lock()  # waiters for the same render reuse it
+        self._entries: dict[tuple[str, str], tuple[float, bytes]] = {}
+
+    async def respond(self, path: str, query: str) -> tuple[int, str, bytes]:
+        """(status, content type, body) for ``/`` or ``/page.json``."""
+        kind = "json" if path == "/page.json" else "html"
+        key = (kind, parse_query(query))
+        async with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and trio.current_time() - hit[0] < self.max_age:
+                return 200, _TYPES[kind], hit[1]
+            try:
+                stats = self.snapshot()
+            except Exception as exc:
+                log.warning("no statistics for the status page", error=repr(exc))
+                return 503, "text/plain; charset=utf-8", f"statistics unavailable: {exc}\n".encode()
+            now, wall = trio.current_time(), time.time()
+            body = await trio.to_thread.run_sync(
+                lambda: _render(kind, stats, now=now, wall=wall, query=key[1]),
+                limiter=self.renderer)
+            self.renders += 1
+            self._entries.pop(key, None)
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[key] = (now, body)
+            return 200, _TYPES[kind], body
+
+
+_TYPES = {"json": "application/json", "html": "text/html; charset=utf-8"}
+
+
+def _render(kind: str, stats, *, now: float, wall: float, query: str) -> bytes:
+    model = page_model(stats, now=now, wall=wall, query=query)
+    return orjson.dumps(model) if kind == "json" else render_page(model).encode()

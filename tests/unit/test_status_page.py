@@ -1,0 +1,192 @@
+"""The status page's model and HTML: what it lists, in what order, bounded, escaped, served."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from html.parser import HTMLParser
+
+import httpx
+import orjson
+import trio
+
+from _ops_fakes import NOW, WALL, kglb_statistics, snapshot
+from actors.http import run_http_server
+from actors.status_page import LIMIT, PageCache, age, page_model, parse_query
+from actors.status_page_html import SCRIPT, render_page
+from kglb import BalancerState, CheckResult, Health, RealStatus, Service, ServiceKey, ServiceState
+
+MARKUP = '<img src=x onerror="alert(1)">'
+
+
+def markup_snapshot():
+    """The fake snapshot with markup in a balancer name, a host and a reason."""
+    stats = snapshot()
+    web, dns = stats.balancers
+    up, down = web.reals
+    web = dataclasses.replace(
+        web, name=f"<b>web</b>{MARKUP}",
+        reals=(dataclasses.replace(up, host="<i>web1</i>"),
+               dataclasses.replace(down, last=CheckResult(passed=False, reason=f"status {MARKUP}"))))
+    return dataclasses.replace(stats, balancers=(web, dns))
+
+
+class _Text(HTMLParser):
+    """Every text node and every element a browser would build from the HTML."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(html: str) -> _Text:
+    p = _Text()
+    p.feed(html)
+    return p
+
+
+def test_page_lists_balancers_reals_writer_and_changes():
+    m = page_model(snapshot(), now=NOW, wall=WALL)
+    assert m["summary"] == "2 balancers, 3 reals: 1 up, 2 down"
+    web, dns = m["balancers"]
+    assert (web["name"], web["state"], web["count"]) == ("web", "available", "1 of 2 reals up")
+    assert dict(web["head"]) == {"service": "TCP 10.0.0.1:80", "VIP": "10.0.0.1",
+                                 "state": "available", "alive": "50%",
+                                 "route": "10.0.0.1/32 announced", "discovery": "static",
+                                 "setup": "prod", "forward": "tunnel"}
+    # down first; then the most recent change
+    assert [r["cells"] for r in web["rows"]] == [
+        ["web2", "10.1.0.2:80", "down", "0", "fail", "status 503", "200.0 ms", "30s"],
+        ["web1", "10.1.0.1:80", "up", "1000", "pass", "ok", "4.00 ms", "10s"]]
+    assert [r["cls"] for r in web["rows"]] == ["down", "up"]
+    assert dns["rows"][0]["cells"][1:5] == ["unresolved", "down", "0", "not yet"]
+    # newest change first, with the real's transition count
+    assert [c["cells"] for c in m["changes"]] == [["10s ago", "web", "web1", "up", "1"],
+                                                  ["30s ago", "web", "web2", "down", "0"]]
+    writer = dict(m["writer"])
+    assert writer["state"] == "available" and writer["in sync"] == "yes"
+    assert writer["last apply"] == "4s ago, took 12.0 ms"
+    assert (writer["drift repairs"], writer["errors"]) == ("1", "2")
+
+
+def big_stats(balancers: int, per: int, down_every: int):
+    out = []
+    for b in range(balancers):
+        key = ServiceKey.tcp(f"10.0.{b}.1", 80)
+        reals = tuple(
+            RealStatus(host=f"b{b}-r{i}", address=f"10.1.{b}.{i % 250}", port=80,
+                       health=Health(up=i % down_every != 0, count=1), weight=1000,
+                       last=CheckResult(passed=True, latency=0.001),
+                       since=NOW - 1000 + i)  # higher i: changed more recently
+            for i in range(per))
+        out.append(BalancerState(
+            identity=f"b{b}", name=f"bal{b}", setup_name="s",
+            services=(ServiceState(service=Service(key=key), reals=(), name=f"bal{b}"),),
+            reals=reals))
+    return kglb_statistics(balancers=tuple(out))
+
+
+def test_ten_thousand_reals_give_a_bounded_page_down_and_recent_first():
+    stats = big_stats(100, 100, down_every=50)  # 10k reals, 200 down
+    m = page_model(stats, now=NOW, wall=WALL, limit=300)
+    assert len(m["balancers"]) == 100  # every balancer keeps its summary line
+    rows = [r for b in m["balancers"] for r in b["rows"]]
+    assert len(rows) == 300
+    assert sum(r["cls"] == "down" for r in rows) == 200  # every down real is listed
+    # the 100 up ones listed are the most recently changed: i = 99 of each balancer
+    assert {r["cells"][0].split("-")[1] for r in rows if r["cls"] == "up"} == {"r99"}
+    assert m["balancers"][0]["note"] == "97 more matching reals not listed (up, no recent change)"
+    assert "at most 300" in m["listed"]
+    assert len(orjson.dumps(page_model(stats, now=NOW, wall=WALL))) < 100_000
+    assert len(render_page(page_model(stats, now=NOW, wall=WALL))) < 200_000
+    assert sum(len(b["rows"]) for b in page_model(stats, now=NOW, wall=WALL)["balancers"]) == LIMIT
+
+
+def test_filter_by_balancer_or_real():
+    stats = big_stats(3, 20, down_every=7)
+    m = page_model(stats, now=NOW, wall=WALL, query="BAL1")
+    assert [b["name"] for b in m["balancers"]] == ["bal1"] and len(m["balancers"][0]["rows"]) == 20
+    m = page_model(stats, now=NOW, wall=WALL, query="b2-r1")
+    assert [r["cells"][0] for b in m["balancers"] for r in b["rows"]] == [
+        "b2-r14", "b2-r19", "b2-r18", "b2-r17", "b2-r16", "b2-r15", "b2-r13", "b2-r12",
+        "b2-r11", "b2-r10", "b2-r1"]
+    m = page_model(stats, now=NOW, wall=WALL, query="nothing like it")
+    assert m["balancers"] == [] and "no balancer matches" in render_page(m)
+    assert parse_query("q=a%3Cb&x=1") == "a<b" and parse_query("") == ""
+    assert len(parse_query("q=" + "x" * 1000)) == 200
+
+
+def test_markup_in_names_hosts_and_reasons_is_text():
+    p = parse(render_page(page_model(markup_snapshot(), now=NOW, wall=WALL)))
+    text = "".join(p.text)
+    assert f"<b>web</b>{MARKUP}" in text and "<i>web1</i>" in text and f"status {MARKUP}" in text
+    assert p.tags.count("script") == 1 and "img" not in p.tags and "i" not in p.tags
+    # the filter's value is an attribute: quoted and escaped
+    html = render_page(page_model(markup_snapshot(), now=NOW, wall=WALL, query='"><script>'))
+    assert parse(html).tags.count("script") == 1
+    assert 'value="&quot;&gt;&lt;script&gt;"' in html
+    assert "innerHTML" not in SCRIPT and "insertAdjacentHTML" not in SCRIPT
+    assert "document.write" not in SCRIPT
+
+
+def test_page_is_self_contained():
+    html = render_page(page_model(snapshot(), now=NOW, wall=WALL))
+    assert not re.search(r"""(src|href)\s*=|@import|url\(""", html)
+    assert '<meta http-equiv="refresh" content="10">' in html  # inside <noscript>
+
+
+def test_age():
+    assert [age(s) for s in (None, -1, 0, 59.9, 60, 3599, 3600, 90061)] == [
+        "-", "0s", "0s", "59s", "1m00s", "59m59s", "1h00m", "1d01h"]
+
+
+class Handle:
+    def __init__(self, stats):
+        self.stats = stats
+        self.calls = 0
+
+    def statistics(self):
+        self.calls += 1
+        return self.stats
+
+
+async def test_served_and_shared_between_pages(nursery):
+    handle = Handle(markup_snapshot())
+    _, port = await nursery.start(lambda task_status: run_http_server(
+        "127.0.0.1:0", handle, task_status=task_status))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        r = await client.get("/")
+        assert (r.status_code, r.headers["content-type"]) == (200, "text/html; charset=utf-8")
+        assert "&lt;b&gt;web&lt;/b&gt;" in r.text
+        for _ in range(3):  # five pages polling at once render once
+            r = await client.get("/page.json?q=web")
+            assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        assert r.json()["balancers"][0]["name"] == f"<b>web</b>{MARKUP}"
+        assert handle.calls == 2  # "/" and one "/page.json?q=web"
+        r = await client.post("/", content=b"x")
+        assert r.status_code == 405  # read-only
+
+
+async def test_cache_renders_again_after_max_age(autojump_clock):
+    handle = Handle(snapshot())
+    cache = PageCache(handle.statistics, trio.CapacityLimiter(1), max_age=1.0)
+    first = await cache.respond("/page.json", "")
+    assert (await cache.respond("/page.json", ""))[2] is first[2]
+    await trio.sleep(1.0)
+    await cache.respond("/page.json", "")
+    assert (handle.calls, cache.renders) == (2, 2)
+
+
+async def test_no_statistics_yet_is_a_503():
+    def broken():
+        raise RuntimeError("starting")
+
+    code, _, body = await PageCache(broken, trio.CapacityLimiter(1)).respond("/", "")
+    assert code == 503 and b"starting" in body
