@@ -17,7 +17,8 @@ The page polls ``/page.json`` every ``POLL_SECONDS`` rather than holding a
 server-sent event stream: a poll is an ordinary short request under the HTTP
 server's deadline and connection limit, needs no per-client task, and survives
 restarts and proxies without reconnection logic. What keeps polling cheap is
-``PageCache``: one render per query per ``MAX_AGE`` seconds, shared by every
+``PageCache``: one render per query per ``MAX_AGE`` seconds (the poll
+period: any number of open pages cost one render per poll), shared by every
 open page, built in a worker thread (ranking 10k reals takes milliseconds; it
 must not run on the event loop that drives the probes). An ETag would save
 nothing: the model carries latencies and ages, so it changes on every render.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 import time
 from collections.abc import Callable
 from urllib.parse import parse_qs
@@ -49,7 +51,7 @@ log = structlog.get_logger()
 PATHS = ("/", "/page.json")
 LIMIT = 200  # reals listed per page: bounds the answer at any config size
 CHANGES = 12  # rows of "recent health changes"
-MAX_AGE = 1.0  # seconds one render is shared by every page asking the same query
+MAX_AGE = 2.0  # seconds one render is shared by every page asking the same query
 POLL_SECONDS = 2.0
 MAX_QUERY = 200  # characters of ``q`` kept
 MAX_ENTRIES = 16  # distinct queries cached
@@ -125,27 +127,25 @@ def page_model(stats, *, now: float, wall: float, query: str = "", limit: int = 
     ``actors.status``). ``query`` filters (see the module docstring).
     """
     q = query.strip().lower()
-    kept, ranked, changed = [], [], []
+    kept, ranked = [], []
     up = down = 0
     for b in stats.balancers:
         d = balancer_status(b, stats.route_decisions, now, wall, reals=[])
         whole = not q or _matches(q, d["name"], d["service"], d["vip"], d["setup"])
-        matched = 0
-        for r in b.reals:
+        index, matched, b_up = len(kept), 0, 0
+        for i, r in enumerate(b.reals):
+            b_up += r.health.up
             if whole or _real_hit(q, r):
                 matched += 1
                 # Down first, then the most recent change; never-changed reals last.
-                recent = -r.since if r.since is not None else math.inf
-                ranked.append((r.health.up, recent, len(kept), matched, r))
-                if r.since is not None:
-                    changed.append((r.since, len(kept), matched, b, r))
-        b_up = sum(r.health.up for r in b.reals)
+                # Plain tuples, compared in C: this loop runs over every real.
+                ranked.append((r.health.up, math.inf if r.since is None else -r.since, index, i))
         up, down = up + b_up, down + len(b.reals) - b_up
         if whole or matched:
             kept.append((b, d, matched, b_up))
     shown: list[list[dict]] = [[] for _ in kept]
-    for _, _, index, _, r in heapq.nsmallest(limit, ranked, key=lambda t: t[:4]):
-        shown[index].append(_real_row(r, now=now, wall=wall))
+    for _, _, index, i in heapq.nsmallest(limit, ranked):
+        shown[index].append(_real_row(kept[index][0].reals[i], now=now, wall=wall))
     balancers = []
     for (b, d, matched, b_up), rows in zip(kept, shown, strict=True):
         hidden = matched - len(rows)
@@ -156,10 +156,14 @@ def page_model(stats, *, now: float, wall: float, query: str = "", limit: int = 
                     if hidden else "",
             "rows": rows})
     changes = []
-    for since, _, _, b, r in heapq.nlargest(CHANGES, changed, key=lambda t: t[:3]):
+    for _, recent, index, i in heapq.nsmallest(CHANGES, ranked, key=_by_recency):
+        if recent == math.inf:
+            break  # the rest never changed
+        b = kept[index][0]
+        r = b.reals[i]
         tally = stats.checks.get((b.identity, r.host))
         changes.append({"cls": "up" if r.health.up else "down",
-                        "cells": [f"{age(now - since)} ago", b.name, r.host,
+                        "cells": [f"{age(now + recent)} ago", b.name, r.host,
                                   "up" if r.health.up else "down",
                                   "-" if tally is None else str(tally.transitions)]})
     listed = sum(map(len, shown))
@@ -178,6 +182,9 @@ def page_model(stats, *, now: float, wall: float, query: str = "", limit: int = 
         "changes": changes,
         "writer": _writer_rows(stats, wall),
     }
+
+
+_by_recency = operator.itemgetter(1, 2, 3)
 
 
 def parse_query(query: str) -> str:
