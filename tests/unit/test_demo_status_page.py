@@ -27,7 +27,7 @@ async def test_demo_prints_the_page_address_and_serves_it_when_the_port_is_taken
         async with httpx.AsyncClient() as client:
             pages.append(await client.get(found.group(1)))
 
-    with taken:
+    with taken, trio.fail_after(60):  # bounded even if the address never shows
         async with trio.open_nursery() as nursery:
             nursery.start_soon(open_page)
             await run_demo(duration=1.5, refresh=0.25, timing=FAST, out=out,
