@@ -114,7 +114,8 @@ def _writer_rows(stats, wall: float) -> list[list[str]]:
              and stats.writer.applied == stats.desired else "no"],
             ["last apply", last], ["operations", str(w["operations"])],
             ["drift repairs", str(w["drift_repairs"])], ["errors", str(errors)],
-            ["BGP session", "established" if w["bgp_session"] else "down"],
+            ["BGP session", "established" if w["bgp_session"] else "down"]
+            if any(b.route is not None for b in stats.balancers) else ["BGP session", "no routes"],
             ["routes announced", ", ".join(w["announced"]) or "none"],
             ["reloads", f"{stats.reloads_ok} ok, {stats.reloads_failed} failed"],
             ["actor restarts", str(stats.restarts)]]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import re
 from html.parser import HTMLParser
 
@@ -13,7 +15,7 @@ import trio
 from _ops_fakes import NOW, WALL, kglb_statistics, snapshot
 from actors.http import run_http_server
 from actors.status_page import LIMIT, PageCache, age, page_model, parse_query
-from actors.status_page_html import SCRIPT, render_page
+from actors.status_page_html import CSP, SCRIPT, render_page
 from kglb import BalancerState, CheckResult, Health, RealStatus, Service, ServiceKey, ServiceState
 
 MARKUP = '<img src=x onerror="alert(1)">'
@@ -74,6 +76,10 @@ def test_page_lists_balancers_reals_writer_and_changes():
     assert writer["state"] == "available" and writer["in sync"] == "yes"
     assert writer["last apply"] == "4s ago, took 12.0 ms"
     assert (writer["drift repairs"], writer["errors"]) == ("1", "2")
+    assert writer["BGP session"] == "established"
+    # No balancer has a route: the speaker's session says nothing.
+    assert dict(page_model(big_stats(1, 1, 2), now=NOW, wall=WALL)["writer"])["BGP session"] \
+        == "no routes"
 
 
 def big_stats(balancers: int, per: int, down_every: int):
@@ -140,6 +146,10 @@ def test_page_is_self_contained():
     html = render_page(page_model(snapshot(), now=NOW, wall=WALL))
     assert not re.search(r"""(src|href)\s*=|@import|url\(""", html)
     assert '<meta http-equiv="refresh" content="10">' in html  # inside <noscript>
+    # Only our own script may run: its hash is pinned in the policy.
+    [script] = re.findall(r"<script>(.*?)</script>", html, re.S)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in CSP and f'content="{CSP}"' in html
 
 
 def test_age():

@@ -189,6 +189,11 @@ def test_page_in_chromium_shows_markup_as_text_and_a_real_going_down_live(runnin
                               ".map(e => e.textContent)")
         assert names == [WEB, API]
         assert page.evaluate("document.querySelectorAll('img').length") == 0
+        # The Content-Security-Policy is in force: an inline script someone slipped in
+        # would not run.
+        assert page.evaluate("(() => { const s = document.createElement('script');"
+                             " s.textContent = 'window.injected = 1'; document.body.append(s);"
+                             " return window.injected; })()") is None
         page.evaluate("window.sameDocument = true")  # gone if the page reloads
         reals["127.0.0.3"].down()
         began = time.monotonic()
