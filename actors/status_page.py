@@ -92,14 +92,26 @@ def _real_hit(q: str, r) -> bool:
     return _matches(q, r.host, r.address, None if r.last is None else r.last.reason)
 
 
+def _discovery(source: dict | None) -> str:
+    """The balancer's discovery source as /status has it (``source``, filled in by the
+    discovery actor); without one the reals are the config's static list."""
+    if not source:
+        return "static"
+    text = " ".join(str(source[k]) for k in ("kind", "detail") if source.get(k))
+    if source.get("up") is False:
+        text += f" (failing: {source.get('error') or 'no answer'}; keeping the last reals)"
+    if source.get("held"):
+        text += f", {source['held']} reals held"
+    return text
+
+
 def _balancer_head(d: dict) -> list[list[str]]:
     route = d["route"]
     route_text = ("none" if route is None else
                   f"{route['prefix']} {'announced' if route['announced'] else 'withheld'}")
-    # "discovery" is filled in by the discovery sources; a config's hosts list is static.
     return [["service", d["service"] or "-"], ["VIP", d["vip"] or "-"], ["state", d["state"]],
             ["alive", f"{d['alive_ratio']:.0%}"], ["route", route_text],
-            ["discovery", str(d.get("discovery") or "static")],
+            ["discovery", _discovery(d.get("source"))],
             ["setup", d["setup"]], ["forward", d["forward"] or "-"]]
 
 

@@ -14,7 +14,7 @@ import trio
 
 from _ops_fakes import NOW, WALL, kglb_statistics, snapshot
 from actors.http import run_http_server
-from actors.status_page import LIMIT, PageCache, age, page_model, parse_query
+from actors.status_page import LIMIT, PageCache, _discovery, age, page_model, parse_query
 from actors.status_page_html import CSP, SCRIPT, render_page
 from kglb import BalancerState, CheckResult, Health, RealStatus, Service, ServiceKey, ServiceState
 
@@ -29,7 +29,8 @@ def markup_snapshot():
     web = dataclasses.replace(
         web, name=f"<b>web</b>{MARKUP}",
         reals=(dataclasses.replace(up, host="<i>web1</i>"),
-               dataclasses.replace(down, last=CheckResult(passed=False, reason=f"status {MARKUP}"))))
+               dataclasses.replace(down, last=CheckResult(passed=False,
+                                                          reason=f"status {MARKUP}"))))
     return dataclasses.replace(stats, balancers=(web, dns))
 
 
@@ -150,6 +151,15 @@ def test_page_is_self_contained():
     [script] = re.findall(r"<script>(.*?)</script>", html, re.S)
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     assert f"script-src 'sha256-{digest}'" in CSP and f'content="{CSP}"' in html
+
+
+def test_discovery_source_as_status_reports_it():
+    assert _discovery(None) == "static"
+    assert _discovery({"kind": "dns", "detail": "web.example. A", "up": True}) \
+        == "dns web.example. A"
+    assert _discovery({"kind": "etcd", "detail": "/lb/web", "up": False, "error": "<b>refused",
+                       "held": 3}) == ("etcd /lb/web (failing: <b>refused; keeping the last "
+                                       "reals), 3 reals held")
 
 
 def test_age():
