@@ -145,28 +145,31 @@ def page_model(stats, *, now: float, wall: float, query: str = "", limit: int = 
     for b in stats.balancers:
         d = balancer_status(b, stats.route_decisions, now, wall, reals=[])
         whole = not q or _matches(q, d["name"], d["service"], d["vip"], d["setup"])
-        index, matched, b_up = len(kept), 0, 0
+        index, matched, matched_down, b_up = len(kept), 0, 0, 0
         for i, r in enumerate(b.reals):
             b_up += r.health.up
             if whole or _real_hit(q, r):
                 matched += 1
+                matched_down += not r.health.up
                 # Down first, then the most recent change; never-changed reals last.
                 # Plain tuples, compared in C: this loop runs over every real.
                 ranked.append((r.health.up, math.inf if r.since is None else -r.since, index, i))
         up, down = up + b_up, down + len(b.reals) - b_up
         if whole or matched:
-            kept.append((b, d, matched, b_up))
+            kept.append((b, d, matched, matched_down, b_up))
     shown: list[list[dict]] = [[] for _ in kept]
     for _, _, index, i in heapq.nsmallest(limit, ranked):
         shown[index].append(_real_row(kept[index][0].reals[i], now=now, wall=wall))
     balancers = []
-    for (b, d, matched, b_up), rows in zip(kept, shown, strict=True):
+    for (b, d, matched, matched_down, b_up), rows in zip(kept, shown, strict=True):
         hidden = matched - len(rows)
+        hidden_down = matched_down - sum(row["cls"] == "down" for row in rows)
         balancers.append({
             "name": d["name"], "state": balancer_state(b), "head": _balancer_head(d),
             "count": f"{b_up} of {len(b.reals)} reals up",
-            "note": f"{hidden} more matching reals not listed (up, no recent change)"
-                    if hidden else "",
+            "note": (f"{hidden} more {'matching ' if q else ''}reals not listed "
+                     + (f"({hidden_down} of them down)" if hidden_down else "(all up)")
+                     if hidden else ""),
             "rows": rows})
     changes = []
     for _, recent, index, i in heapq.nsmallest(CHANGES, ranked, key=_by_recency):

@@ -109,11 +109,16 @@ def test_ten_thousand_reals_give_a_bounded_page_down_and_recent_first():
     assert sum(r["cls"] == "down" for r in rows) == 200  # every down real is listed
     # the 100 up ones listed are the most recently changed: i = 99 of each balancer
     assert {r["cells"][0].split("-")[1] for r in rows if r["cls"] == "up"} == {"r99"}
-    assert m["balancers"][0]["note"] == "97 more matching reals not listed (up, no recent change)"
+    assert m["balancers"][0]["note"] == "97 more reals not listed (all up)"
     assert "at most 300" in m["listed"]
     assert len(orjson.dumps(page_model(stats, now=NOW, wall=WALL))) < 100_000
     assert len(render_page(page_model(stats, now=NOW, wall=WALL))) < 200_000
     assert sum(len(b["rows"]) for b in page_model(stats, now=NOW, wall=WALL)["balancers"]) == LIMIT
+    # More down reals than fit: the down ones missing are counted.
+    m = page_model(stats, now=NOW, wall=WALL, limit=150)
+    notes = [b["note"] for b in m["balancers"]]
+    assert notes.count("98 more reals not listed (all up)") == 50
+    assert notes.count("99 more reals not listed (1 of them down)") == 50
 
 
 def test_filter_by_balancer_or_real():
