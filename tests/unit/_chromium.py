@@ -36,7 +36,9 @@ def _flags(profile: str) -> list[str]:
 
 
 def _run(args: list[str], timeout: float) -> str:
-    with tempfile.TemporaryDirectory(prefix="kglb-chromium-") as profile:
+    # Chromium's helpers may still write to the profile as it is removed.
+    with tempfile.TemporaryDirectory(prefix="kglb-chromium-",
+                                     ignore_cleanup_errors=True) as profile:
         done = subprocess.run([binary(), *_flags(profile), *args], capture_output=True,
                               text=True, timeout=timeout, check=True)
     return done.stdout
@@ -63,7 +65,8 @@ class DevTools:
 
     def __init__(self, *, size: tuple[int, int] = (1000, 640), scripts: bool = True) -> None:
         self.scripts = scripts
-        self._profile = tempfile.TemporaryDirectory(prefix="kglb-chromium-")
+        self._profile = tempfile.TemporaryDirectory(prefix="kglb-chromium-",
+                                                    ignore_cleanup_errors=True)
         to_browser, self._out = os.pipe()
         self._in, from_browser = os.pipe()
         # Above 4, so that bash's "3<&N 4>&M" cannot overwrite one with the other.
@@ -98,6 +101,12 @@ class DevTools:
         self.close()
 
     def close(self) -> None:
+        try:  # a clean exit takes its helper processes along
+            self.session = None
+            self.call("Browser.close", timeout=5)
+            self.proc.wait(timeout=10)
+        except Exception:
+            pass
         self.proc.kill()
         self.proc.wait()
         os.close(self._in)
