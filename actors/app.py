@@ -57,6 +57,7 @@ from kglb import BalancerState, DataPlaneState, Operation
 from kglb.config import Config
 
 from .dataplane import MemoryDataPlane
+from .drain import DRAIN_COUNTERS_INTERVAL, reading_of
 from .generator import COALESCE
 from .metrics import CheckTally
 from .probes import Prober, ProberStatistics
@@ -192,8 +193,11 @@ async def run_kglb(
     with ExitStack() as stack:
         if ownership_path is None:
             ownership_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "owned.json"
+        # Drains end on the counters the writer reads: read them often then.
+        drains = any(b.lifecycle.drain_timeout_ms for b in config.balancers)
         writer = Writer(dataplane, speaker, ownership_path=ownership_path,
-                        keep_on_exit=keep_on_exit, on_apply=on_apply)
+                        keep_on_exit=keep_on_exit, on_apply=on_apply,
+                        **({"counters_interval": DRAIN_COUNTERS_INTERVAL} if drains else {}))
         # One state in flight: the writer drains to the newest anyway, and a
         # generator blocked here just generates again from newer states. The
         # receive end is ours, not the writer's: it must outlive a writer crash.
@@ -201,7 +205,9 @@ async def run_kglb(
         stack.enter_context(receive_desired)
         budget = RestartBudget(policy)
         plane = ControlPlane(config, prober=prober, send_desired=send_desired, resolve=resolve,
-                             budget=budget, coalesce=coalesce)
+                             budget=budget, coalesce=coalesce,
+                             connections=reading_of(writer.statistics),
+                             drain_on_stop=not keep_on_exit)
 
         async with trio.open_nursery() as nursery:
             await nursery.start(prober.run)

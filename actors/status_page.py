@@ -75,13 +75,20 @@ def age(seconds: float | None) -> str:
 
 def _real_row(r, *, now: float, wall: float) -> dict:
     d = real_status(r, now=now, wall=wall)
-    address = "unresolved" if d["address"] is None else f"{d['address']}:{d['port']}"
+    a = d["address"]
+    address = ("unresolved" if a is None else
+               f"[{a}]:{d['port']}" if ":" in a else f"{a}:{d['port']}")
     last = {None: "not yet", True: "pass", False: "fail"}[d["passed"]]
     ms = d["latency_ms"]
     latency = "-" if ms is None else f"{ms:.1f} ms" if ms >= 10 else f"{ms:.2f} ms"
-    return {"cls": d["health"],
-            "cells": [d["host"], address, d["health"], str(d["weight"]), last,
-                      d["reason"] or "", latency, age(d["since_seconds"])]}
+    # The lifecycle state (draining, ramping, suppressed, kept) says more than up/down.
+    state, reason = d["state"], d["reason"] or ""
+    if state == "draining":
+        connections = "?" if d["connections"] is None else d["connections"]
+        reason = f"{connections} connections left, {age(d['drain_left_seconds'])} left"
+    return {"cls": state if state in ("up", "down") else "lifecycle",
+            "cells": [d["host"], address, state, str(d["weight"]), last, reason, latency,
+                      age(d["since_seconds"])]}
 
 
 def _matches(q: str, *texts: object) -> bool:

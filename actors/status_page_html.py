@@ -33,6 +33,7 @@ table.kv th{font-weight:600;color:#555}
 tr.down td{background:#fde2e2}
 .reals tr.down td:nth-child(3),.changes tr.down td:nth-child(4){color:#b00;font-weight:700}
 .reals tr.up td:nth-child(3),.changes tr.up td:nth-child(4){color:#070}
+.reals tr.lifecycle td:nth-child(3){color:#a60;font-weight:600}
 .top{display:flex;gap:3em;flex-wrap:wrap}
 .balancer{border-top:1px solid #ccc;margin-top:.6em}
 .balancer h2 .count{font-weight:400;color:#555;margin-left:1em}

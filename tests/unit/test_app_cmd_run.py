@@ -55,12 +55,12 @@ def read_until(proc, text, timeout=20.0):
     raise AssertionError(f"{text!r} not printed; got {lines}; stderr: {proc.stderr.read()}")
 
 
-def test_bad_config_exits_2_with_every_problem(tmp_path):
+def test_bad_config_exits_3_with_every_problem(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text('{"balancers": [{"name": ""}]}')
     proc = kglb_trio("--config", str(path), "--dry-run", "--state-file", str(tmp_path / "o.json"))
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 2
+    assert proc.returncode == 3  # ExitCode.CONFIG, as with --check and plan
     assert "invalid config" in err and "balancers[0]" in err
     assert not (tmp_path / "o.json").exists()
 

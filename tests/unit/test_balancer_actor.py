@@ -121,3 +121,31 @@ async def test_fwmarks_shared_by_balancers_and_released_when_both_are_gone(autoj
         assert await plane.reload(Config(balancers=())) == []
         assert pool.statistics() == (0, 10)
         plane.stop()
+
+
+async def test_a_host_that_never_resolved_is_logged_as_left_out():
+    """Issue 13, problem 5: no "keeping its last address ... last=None"."""
+    from structlog.testing import capture_logs
+
+    from actors.resolver import ResolveError
+
+    async def resolve(host, family):
+        if host[0].isdigit():
+            return host
+        raise ResolveError(f"{host}: no such name")
+
+    memory = BalancerMemory()
+    memory.addresses["known.example"] = "10.1.0.7"  # resolved in an earlier run
+    send, _receive = trio.open_memory_channel(100)
+    config = balancer_config(hosts=("10.1.0.1", "never.invalid", "known.example"))
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(partial(run_balancer, config, prober=FakeProber(),
+                                        fwmarks=FwmarkPool(), memory=memory, send=send,
+                                        resolve=resolve))
+            nursery.cancel_scope.cancel()
+    said = sorted((e["event"], e["host"], e.get("last")) for e in logs if "host" in e)
+    assert said == [
+        ("host does not resolve; keeping its last address", "known.example", "10.1.0.7"),
+        ("host does not resolve; left out until it does", "never.invalid", None),
+    ]

@@ -158,6 +158,20 @@ def test_page_is_self_contained():
     assert f"script-src 'sha256-{digest}'" in CSP and f'content="{CSP}"' in html
 
 
+def test_lifecycle_state_and_ipv6_addresses():
+    stats = snapshot()
+    web, dns = stats.balancers
+    up, down = web.reals
+    web = dataclasses.replace(web, reals=(
+        dataclasses.replace(up, state="draining", connections=7, drain_left=75.0),
+        dataclasses.replace(down, address="2001:db8::2", state="ramping")))
+    rows = page_model(dataclasses.replace(stats, balancers=(web, dns)),
+                      now=NOW, wall=WALL)["balancers"][0]["rows"]
+    assert [(r["cls"], r["cells"][1], r["cells"][2], r["cells"][5]) for r in rows] == [
+        ("lifecycle", "[2001:db8::2]:80", "ramping", "status 503"),
+        ("lifecycle", "10.1.0.1:80", "draining", "7 connections left, 1m15s left")]
+
+
 def test_discovery_source_as_status_reports_it():
     assert _discovery(None) == "static"
     assert _discovery({"kind": "dns", "detail": "web.example. A", "up": True}) \
