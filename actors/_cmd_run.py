@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from functools import partial
 
 import structlog
@@ -136,9 +137,12 @@ async def _run(args, config: Config, speaker) -> int:
                 await _start_status_server(nursery, args.status_address, late, loop_lag)
                 await nursery.start(loop_lag.run)
                 await nursery.start(partial(run_signal_handler, shutdown=shutdown, force=force,
-                                            reload=lambda: _reload(args.config, late.handle)))
+                                            reload=lambda: _reload(args.config, late.handle, resize)))
                 prober = Prober(source_v4=args.source_ipv4, source_v6=args.source_ipv6,
                                 workers=_probe_workers(args.probe_workers, config))
+
+                def resize(new: Config) -> None:  # a reload sizes the workers as a start
+                    prober.set_workers(_probe_workers(args.probe_workers, new))
                 stopped = trio.Event()
 
                 async def control_plane(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -155,7 +159,7 @@ async def _run(args, config: Config, speaker) -> int:
                 nursery.start_soon(_notify_ready, late.handle)
                 await nursery.start(sdnotify.run_watchdog)
                 if args.watch_config:
-                    nursery.start_soon(_watch_config, args.config, late.handle)
+                    nursery.start_soon(_watch_config, args.config, late.handle, resize)
                 await stopped.wait()
                 nursery.cancel_scope.cancel()
     finally:
@@ -222,7 +226,8 @@ def _dataplane(args, config: Config):
     return IpvsDataPlane(links)
 
 
-async def _reload(path: str, handle: KglbHandle | None) -> list[str]:
+async def _reload(path: str, handle: KglbHandle | None,
+                  resize: Callable[[Config], None] | None = None) -> list[str]:
     if handle is None:
         return ["the control plane is starting"]
     try:
@@ -236,10 +241,13 @@ async def _reload(path: str, handle: KglbHandle | None) -> list[str]:
         sdnotify.notify("READY=1")
     if not problems:
         log.info("config reloaded", balancers=len(config.balancers))
+        if resize is not None:
+            resize(config)
     return problems
 
 
-async def _watch_config(path: str, handle: KglbHandle) -> None:
+async def _watch_config(path: str, handle: KglbHandle,
+                        resize: Callable[[Config], None] | None = None) -> None:
     """Reload whenever the file's mtime (or inode: editors replace files) changes."""
 
     def stamp() -> tuple[int, int] | None:
@@ -256,7 +264,7 @@ async def _watch_config(path: str, handle: KglbHandle) -> None:
         if now is not None and now != seen:
             seen = now
             log.info("config file changed", path=path)
-            await _reload(path, handle)
+            await _reload(path, handle, resize)
 
 
 def _print_operations(ops: list[Operation]) -> None:

@@ -63,7 +63,7 @@ from .metrics import CheckTally
 from .probes import Prober, ProberStatistics
 from .resolver import Resolve, resolve_host
 from .routes import MemorySpeaker
-from .supervisor import ControlPlane, RestartBudget, RestartPolicy, open_supervisor
+from .supervisor import ControlPlane, RestartBudget, RestartPolicy, Supervisor, open_supervisor
 from .writer import Writer, WriterStatistics
 
 __all__ = ["KglbHandle", "KglbStatistics", "run_kglb"]
@@ -210,7 +210,10 @@ async def run_kglb(
                              drain_on_stop=not keep_on_exit)
 
         async with trio.open_nursery() as nursery:
-            await nursery.start(prober.run)
+            # An actor like the others: restarted after a crash, under the shared
+            # budget, which also counts its worker processes' exits.
+            probing = Supervisor(nursery, policy, budget=budget)
+            await probing.start("prober", prober.run, budget=budget)
             if hasattr(speaker, "run"):  # a real speaker polls its daemon (BIRD)
                 await nursery.start(speaker.run)
             # The writer has a supervisor of its own because it outlives the

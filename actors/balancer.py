@@ -40,6 +40,7 @@ from kglb.lifecycle import Drain, flapped, next_ramp_step, release_at, suppresse
 
 from .drain import DRAIN_POLL, Connections, end_drains, no_connections
 from .metrics import CheckTally
+from .probes import Unwatch, Watch
 from .resolver import Resolve, ResolveError, literal, resolve_host
 
 __all__ = ["BalancerMemory", "run_balancer"]
@@ -147,7 +148,7 @@ async def run_balancer(
 ) -> None:
     """Run one balancer until cancelled. ``started()`` comes after the first publication.
 
-    ``prober`` offers ``watch(target, *, interval, limiter, send) -> Watch``;
+    ``prober`` is the Prober's inbox: this sends it ``Watch`` and ``Unwatch``;
     ``send`` is the generator's input (not closed here: the supervisor owns it).
     ``connections()`` is the newest IPVS counters reading (ends drains early).
     """
@@ -184,7 +185,7 @@ class _Run:
         # Unbounded: the prober must never block on one slow balancer; at most
         # one result per watched target per interval can be waiting.
         self.results_send, self.results = trio.open_memory_channel[ProbeResult](math.inf)
-        self.watches: dict[ProbeTarget, object] = {}
+        self.watches: set[ProbeTarget] = set()  # sent to the Prober as Watch
         self.hosts_of: dict[ProbeTarget, tuple[str, ...]] = {}
 
     # ------------------------------------------------------------ resolution
@@ -270,16 +271,18 @@ class _Run:
             hosts_of.setdefault(self.target(address, port), []).append(host)
         self.hosts_of = {t: tuple(h) for t, h in hosts_of.items()}
         for target in [t for t in self.watches if t not in self.hosts_of]:
-            self.watches.pop(target).cancel()
+            self.watches.remove(target)
+            self.prober.send_nowait(Unwatch(target=target, send=self.results_send))
         interval = config.checker.interval_ms / 1000
         # After max(rise, fall) equal results a real's health is settled: the
         # prober may fold the ones that follow (kglb.fold).
         quiet_after = max(config.checker.rise, config.checker.fall)
         for target in self.hosts_of:
             if target not in self.watches:
-                self.watches[target] = self.prober.watch(
-                    target, interval=interval, limiter=self.limiter, send=self.results_send,
-                    quiet_after=quiet_after)
+                self.watches.add(target)
+                self.prober.send_nowait(Watch(
+                    target=target, interval=interval, limiter=self.limiter,
+                    send=self.results_send, quiet_after=quiet_after))
 
     def target(self, address: str, port: int) -> ProbeTarget:
         mark = self.memory.fwmarks.get(address, 0)
@@ -287,8 +290,8 @@ class _Run:
                            fwmark=mark, via=self.config.key if mark else None)
 
     def stop_watches(self) -> None:
-        for watch in self.watches.values():
-            watch.cancel()
+        for target in self.watches:
+            self.prober.send_nowait(Unwatch(target=target, send=self.results_send))
         self.watches.clear()
 
     # ------------------------------------------------------------ health

@@ -318,6 +318,6 @@ class ControlPlane:
     async def _start_balancer(self, config: BalancerConfig) -> None:
         assert self._supervisor is not None
         await self._supervisor.start(
-            config.identity, run_balancer, config=config, prober=self._prober,
+            config.identity, run_balancer, config=config, prober=self._prober.inbox,
             fwmarks=self.fwmarks, memory=self.memories[config.identity], send=self._states_send,
             resolve=self._resolve, connections=self._connections)

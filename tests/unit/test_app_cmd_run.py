@@ -71,7 +71,9 @@ def test_dry_run_prints_changes_reloads_on_sighup_and_cleans_up_on_sigterm(tmp_p
     proc = kglb_trio("--config", str(path), "--dry-run", "--status-address", "127.0.0.1:0",
                      "--log-format", "json")
     try:
-        read_until(proc, "-a -t 10.0.0.1:80 -r 10.1.0.1:80 -i -w 1000")
+        # Added at weight 1000, or at 0 and then edited: the first apply may come
+        # before the first check (a real starts down).
+        read_until(proc, "-t 10.0.0.1:80 -r 10.1.0.1:80 -i -w 1000")
         path.write_text(config(weight_up=5))
         os.kill(proc.pid, signal.SIGHUP)
         read_until(proc, "-e -t 10.0.0.1:80 -r 10.1.0.1:80 -i -w 5")

@@ -6,6 +6,7 @@ import trio
 from _control_fakes import balancer_config
 
 from actors.balancer import BalancerMemory, run_balancer
+from actors.probes import Unwatch, Watch
 from actors.resolver import resolve_host
 from actors.supervisor import ControlPlane
 from kglb import CheckResult, ProbeResult, ServiceKey
@@ -24,15 +25,21 @@ class FakeWatch:
 
 
 class FakeProber:
-    """The Prober's watch() signature; the test delivers results by hand."""
+    """The Prober's inbox (Watch and Unwatch messages); the test delivers results by hand."""
 
     def __init__(self):
         self.watches = []
+        self.inbox = self  # what ControlPlane hands to its balancers
 
-    def watch(self, target, *, interval, limiter, send, quiet_after=0):
-        w = FakeWatch(self, target, send, quiet_after)
-        self.watches.append(w)
-        return w
+    def send_nowait(self, message):
+        for w in self.active():
+            if (w.target, w.send) == (message.target, message.send):
+                w.cancel()
+        if isinstance(message, Watch):
+            self.watches.append(FakeWatch(self, message.target, message.send,
+                                          message.quiet_after))
+        else:
+            assert isinstance(message, Unwatch)
 
     def active(self):
         return [w for w in self.watches if w.active]
@@ -43,7 +50,7 @@ class FakeProber:
                 await w.send.send(ProbeResult(target=w.target, result=CheckResult(passed=passed),
                                               at=trio.current_time(), folded=folded))
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED):
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED, budget=None):
         task_status.started()
         await trio.sleep_forever()
 
