@@ -17,10 +17,10 @@ The page polls ``/page.json`` every ``POLL_SECONDS`` rather than holding a
 server-sent event stream: a poll is an ordinary short request under the HTTP
 server's deadline and connection limit, needs no per-client task, and survives
 restarts and proxies without reconnection logic. What keeps polling cheap is
-``PageCache``: one render per query per ``MAX_AGE`` seconds (the poll
-period: any number of open pages cost one render per poll), shared by every
-open page, built in a worker thread (ranking 10k reals takes milliseconds; it
-must not run on the event loop that drives the probes). An ETag would save
+the server's shared render (actors.scrape_cache): the unfiltered page is
+rendered at most once per poll period whatever the number of open pages, in
+a worker thread (ranking 10k reals must not run on the event loop that drives
+the probes); a filtered one is rendered per request. An ETag would save
 nothing: the model carries latencies and ages, so it changes on every render.
 
 Everything here is read-only: the page has no form that posts and no route
@@ -33,28 +33,22 @@ import heapq
 import math
 import operator
 import time
-from collections.abc import Callable
 from urllib.parse import parse_qs
 
 import orjson
-import structlog
-import trio
 
 from .metrics import balancer_state
 from .status import balancer_status, real_status, writer_status
 from .status_page_html import render_page
 
-__all__ = ["PATHS", "PageCache", "page_model"]
+__all__ = ["CONTENT_TYPES", "KINDS", "page_model", "parse_query", "render"]
 
-log = structlog.get_logger()
-
-PATHS = ("/", "/page.json")
+KINDS = {"/": "html", "/page.json": "json"}  # path -> what is rendered there
+CONTENT_TYPES = {"html": "text/html; charset=utf-8", "json": "application/json"}
 LIMIT = 200  # reals listed per page: bounds the answer at any config size
 CHANGES = 12  # rows of "recent health changes"
-MAX_AGE = 2.0  # seconds one render is shared by every page asking the same query
-POLL_SECONDS = 2.0
+POLL_SECONDS = 2.0  # as long as the server keeps a render (actors.http.CACHE_SECONDS)
 MAX_QUERY = 200  # characters of ``q`` kept
-MAX_ENTRIES = 16  # distinct queries cached
 
 REAL_HEADERS = ("host", "address", "health", "weight", "last check", "reason", "latency",
                 "in state")
@@ -216,51 +210,8 @@ def parse_query(query: str) -> str:
     return values[0][:MAX_QUERY]
 
 
-class PageCache:
-    """Renders of the page shared by every page polling within ``max_age`` seconds.
-
-    ``snapshot``: returns the current statistics (``handle.statistics``).
-    ``renderer``: the HTTP server's limiter for CPU work in threads, so page
-    renders queue with metric scrapes instead of taking both cores.
-    """
-
-    def __init__(self, snapshot: Callable[[], object], renderer: trio.CapacityLimiter, *,
-                 max_age: float = MAX_AGE) -> None:
-        self.snapshot = snapshot
-        self.renderer = renderer
-        self.max_age = max_age
-        self.renders = 0
-        self._lock = trio.Lock()  # waiters for the same render reuse it
-        self._entries: dict[tuple[str, str], tuple[float, bytes]] = {}
-
-    async def respond(self, path: str, query: str) -> tuple[int, str, bytes]:
-        """(status, content type, body) for ``/`` or ``/page.json``."""
-        kind = "json" if path == "/page.json" else "html"
-        key = (kind, parse_query(query))
-        async with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None and trio.current_time() - hit[0] < self.max_age:
-                return 200, _TYPES[kind], hit[1]
-            try:
-                stats = self.snapshot()
-            except Exception as exc:
-                log.warning("no statistics for the status page", error=repr(exc))
-                return 503, "text/plain; charset=utf-8", f"statistics unavailable: {exc}\n".encode()
-            now, wall = trio.current_time(), time.time()
-            body = await trio.to_thread.run_sync(
-                lambda: _render(kind, stats, now=now, wall=wall, query=key[1]),
-                limiter=self.renderer)
-            self.renders += 1
-            self._entries.pop(key, None)
-            if len(self._entries) >= MAX_ENTRIES:
-                self._entries.pop(next(iter(self._entries)))
-            self._entries[key] = (now, body)
-            return 200, _TYPES[kind], body
-
-
-_TYPES = {"json": "application/json", "html": "text/html; charset=utf-8"}
-
-
-def _render(kind: str, stats, *, now: float, wall: float, query: str) -> bytes:
+def render(kind: str, stats, *, now: float, wall: float, query: str = "") -> bytes:
+    """The body of ``kind`` ("html" for ``/``, "json" for ``/page.json``): CPU work, for a
+    worker thread (10k reals: 10-20 ms on a quiet host)."""
     model = page_model(stats, now=now, wall=wall, query=query)
     return orjson.dumps(model) if kind == "json" else render_page(model).encode()

@@ -21,7 +21,9 @@ HARNESSES = {
     "ipvs": ("benchmarks.ipvs_sync", "pushing N reals into IPVS, beside `ipvsadm -R` (in the VM)"),
     "scrape": ("benchmarks.scrape",
                "serving /stats and /status of a 10k-real snapshot: event-loop stall"),
-    "status_page": ("benchmarks.status_page",
+    "status-load": ("benchmarks.status_load",
+                    "/healthz, probing and RSS under 500 slowloris + 20 non-reading scrapers"),
+    "status-page": ("benchmarks.status_page",
                     "the status page at 10k reals: size, render time, probes with 5 pages open"),
 }
 

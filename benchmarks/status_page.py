@@ -1,6 +1,6 @@
 """The status page at N reals: its size, its render time, and what open pages cost the probes.
 
-    python -m benchmarks status_page [--reals 10000] [--pages 5] [--duration 20]
+    python -m benchmarks status-page [--reals 10000] [--pages 5] [--duration 20]
 
 kglb-trio (``actors.app.run_kglb``, in-process probing, memory data plane)
 checks ``--reals`` TCP reals on loopback (served by another process, see
@@ -42,7 +42,7 @@ from actors.gc_policy import settle_gc
 from actors.http import run_http_server
 from actors.probes import Prober
 from actors.status import status_json
-from actors.status_page import POLL_SECONDS, _render
+from actors.status_page import POLL_SECONDS, render
 
 from ._config import REAL_PORT, build_config, real_addresses
 from ._measure import LoopLag, summary_ms
@@ -138,9 +138,9 @@ async def measure(args) -> dict:
         for path in ("/", "/page.json", "/status"):
             out[f"{path} bytes"] = await trio.to_thread.run_sync(_fetch_size, base + path)
         stats, now, wall = handle.statistics(), trio.current_time(), time.time()
-        out["render / ms"] = _render_ms(lambda: _render("html", stats, now=now, wall=wall,
+        out["render / ms"] = _render_ms(lambda: render("html", stats, now=now, wall=wall,
                                                         query=""))
-        out["render /page.json ms"] = _render_ms(lambda: _render("json", stats, now=now,
+        out["render /page.json ms"] = _render_ms(lambda: render("json", stats, now=now,
                                                                  wall=wall, query=""))
         out["render /status ms"] = _render_ms(lambda: status_json(stats, now=now, wall=wall))
         # The first rounds after bring-up are bunched: let one interval pass, twice.
@@ -155,7 +155,7 @@ async def measure(args) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmarks status_page",
+    p = argparse.ArgumentParser(prog="python -m benchmarks status-page",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--reals", type=int, default=10_000)
     p.add_argument("--pages", type=int, default=5)

@@ -10,11 +10,10 @@ from html.parser import HTMLParser
 
 import httpx
 import orjson
-import trio
 
 from _ops_fakes import NOW, WALL, kglb_statistics, snapshot
 from actors.http import run_http_server
-from actors.status_page import LIMIT, PageCache, _discovery, age, page_model, parse_query
+from actors.status_page import LIMIT, _discovery, age, page_model, parse_query
 from actors.status_page_html import CSP, SCRIPT, render_page
 from kglb import BalancerState, CheckResult, Health, RealStatus, Service, ServiceKey, ServiceState
 
@@ -204,28 +203,29 @@ async def test_served_and_shared_between_pages(nursery):
         r = await client.get("/")
         assert (r.status_code, r.headers["content-type"]) == (200, "text/html; charset=utf-8")
         assert "&lt;b&gt;web&lt;/b&gt;" in r.text
-        for _ in range(3):  # five pages polling at once render once
-            r = await client.get("/page.json?q=web")
+        for _ in range(3):  # pages polling at once share one render
+            r = await client.get("/page.json")
             assert r.status_code == 200 and r.headers["content-type"] == "application/json"
         assert r.json()["balancers"][0]["name"] == f"<b>web</b>{MARKUP}"
-        assert handle.calls == 2  # "/" and one "/page.json?q=web"
+        assert handle.calls == 2
+        for _ in range(2):  # a filter is rendered per request, and not kept
+            r = await client.get("/page.json?q=DNS")
+            assert [b["name"] for b in r.json()["balancers"]] == ["dns"]
+        assert handle.calls == 4
+        r = await client.head("/")
+        assert r.status_code == 200 and r.content == b""
         r = await client.post("/", content=b"x")
         assert r.status_code == 405  # read-only
 
 
-async def test_cache_renders_again_after_max_age(autojump_clock):
-    handle = Handle(snapshot())
-    cache = PageCache(handle.statistics, trio.CapacityLimiter(1), max_age=1.0)
-    first = await cache.respond("/page.json", "")
-    assert (await cache.respond("/page.json", ""))[2] is first[2]
-    await trio.sleep(1.0)
-    await cache.respond("/page.json", "")
-    assert (handle.calls, cache.renders) == (2, 2)
+async def test_no_statistics_yet_is_a_503(nursery):
+    class Starting:
+        def statistics(self):
+            raise RuntimeError("starting")
 
-
-async def test_no_statistics_yet_is_a_503():
-    def broken():
-        raise RuntimeError("starting")
-
-    code, _, body = await PageCache(broken, trio.CapacityLimiter(1)).respond("/", "")
-    assert code == 503 and b"starting" in body
+    _, port = await nursery.start(lambda task_status: run_http_server(
+        "127.0.0.1:0", Starting(), task_status=task_status))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        for path in ("/", "/page.json", "/?q=x"):
+            r = await client.get(path)
+            assert r.status_code == 503 and "starting" in r.text
