@@ -144,7 +144,8 @@ def page_model(stats, *, now: float, wall: float, query: str = "", limit: int = 
     kept, ranked = [], []
     up = down = 0
     for b in stats.balancers:
-        d = balancer_status(b, stats.route_decisions, now, wall, reals=[])
+        d = balancer_status(b, stats.route_decisions, now, wall,
+                            stats.discovery.get(b.identity), reals=[])
         whole = not q or _matches(q, d["name"], d["service"], d["vip"], d["setup"])
         index, matched, matched_down, b_up = len(kept), 0, 0, 0
         for i, r in enumerate(b.reals):

@@ -12,6 +12,7 @@ import httpx
 import orjson
 
 from _ops_fakes import NOW, WALL, kglb_statistics, snapshot
+from actors.discovery import SourceStatus
 from actors.http import run_http_server
 from actors.status_page import LIMIT, _discovery, age, page_model, parse_query
 from actors.status_page_html import CSP, SCRIPT, render_page
@@ -169,6 +170,19 @@ def test_lifecycle_state_and_ipv6_addresses():
     assert [(r["cls"], r["cells"][1], r["cells"][2], r["cells"][5]) for r in rows] == [
         ("lifecycle", "[2001:db8::2]:80", "ramping", "status 503"),
         ("lifecycle", "10.1.0.1:80", "draining", "7 connections left, 1m15s left")]
+
+
+def test_discovery_source_of_each_balancer():
+    stats = snapshot()
+    web, dns = stats.balancers
+    source = SourceStatus(kind="etcd", detail="/lb/web", up=False, last_success_age=30.0,
+                          endpoints=2, failures=4, error="connection refused", held=1)
+    stats = dataclasses.replace(stats, discovery={web.identity: source})
+    web_head, dns_head = (dict(b["head"]) for b in
+                          page_model(stats, now=NOW, wall=WALL)["balancers"])
+    assert web_head["discovery"] == ("etcd /lb/web (failing: connection refused; keeping the "
+                                     "last reals), 1 reals held")
+    assert dns_head["discovery"] == "static"
 
 
 def test_discovery_source_as_status_reports_it():
