@@ -37,7 +37,7 @@ tr.down td{background:#fde2e2}
 .top{display:flex;gap:3em;flex-wrap:wrap}
 .balancer{border-top:1px solid #ccc;margin-top:.6em}
 .balancer h2 .count{font-weight:400;color:#555;margin-left:1em}
-.head .item{margin-right:1.4em} .head b{color:#555;font-weight:600}
+.head .item{margin-right:1.4em;white-space:nowrap;display:inline-block} .head b{color:#555;font-weight:600}
 .s-available h2 .name{color:#070} .s-failsafe h2 .name,.s-no_upstreams h2 .name{color:#b00}
 .s-initial h2 .name{color:#a60}
 .note,.listed,.none{color:#555;font-style:italic}
