@@ -176,12 +176,15 @@ async def run_kglb(
     resolve: Resolve = resolve_host,
     policy: RestartPolicy = RestartPolicy(),
     coalesce: float = COALESCE,
+    writer=None,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the control plane for ``config``; see the module docstring.
 
     ``on_apply`` sees every applied batch of operations (``--dry-run`` prints
     them); ``resolve``, ``policy`` and ``coalesce`` are for tests and tuning.
+    ``writer``: something with Writer's face (``run``, ``statistics``) to use
+    instead of an in-process Writer, e.g. ``actors.writer_proxy.WriterProxy``.
     Raises ValueError for a config the loader should have refused (duplicate
     services), before anything starts.
     """
@@ -192,8 +195,9 @@ async def run_kglb(
     with ExitStack() as stack:
         if ownership_path is None:
             ownership_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "owned.json"
-        writer = Writer(dataplane, speaker, ownership_path=ownership_path,
-                        keep_on_exit=keep_on_exit, on_apply=on_apply)
+        if writer is None:
+            writer = Writer(dataplane, speaker, ownership_path=ownership_path,
+                            keep_on_exit=keep_on_exit, on_apply=on_apply)
         # One state in flight: the writer drains to the newest anyway, and a
         # generator blocked here just generates again from newer states. The
         # receive end is ours, not the writer's: it must outlive a writer crash.

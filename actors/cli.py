@@ -11,6 +11,7 @@ import sys
 
 DEFAULT_STATUS_ADDRESS = "127.0.0.1:5678"
 DEFAULT_STATE_FILE = "/run/kglb-trio/owned.json"
+DEFAULT_USER = "kglb-trio"
 
 
 def _add_config(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -45,6 +46,11 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-workers", type=int, default=0, metavar="N",
                    help="shard probes over N worker processes (0: automatic)")
     p.add_argument("--watch-config", action="store_true", help="reload when the config file changes")
+    p.add_argument("--privsep", action="store_true",
+                   help="only a writer process keeps CAP_NET_ADMIN; the rest runs as --user")
+    p.add_argument("--user", default=DEFAULT_USER, metavar="NAME|UID[:GID]",
+                   help=f"the unprivileged side's user with --privsep (default {DEFAULT_USER})")
+    p.add_argument("--privsep-fd", type=int, help=argparse.SUPPRESS)  # the writer's socket
     bgp = p.add_argument_group("BGP (through a local BIRD 2; off unless a neighbor is given)")
     bgp.add_argument("--bgp-neighbor", action="append", default=[], metavar="ADDR[:ASN]",
                      help="a BGP peer of BIRD's; repeatable; IPv6 as [ADDR]:ASN")
@@ -97,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_check.main(args)
     from . import _cmd_run
 
+    args.argv = argv  # --privsep starts the unprivileged side with the same flags
     return _cmd_run.main(args)
 
 
