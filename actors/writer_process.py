@@ -18,7 +18,7 @@ writer keeps the kernel as it is and starts a new one, with backoff; the new
 one's first states carry provisional weights, so the kernel keeps its weights
 until health is known again. If the writer process dies, its socket closes,
 the unprivileged side exits at once, and systemd restarts the unit
-(``Restart=always``); the new writer adopts the kernel (ownership record and
+(``Restart=on-failure`` covers a kill); the new writer adopts the kernel (ownership record and
 address marks) with zero operations when nothing changed. A bug in the writer
 (an exception) restarts ``Writer.run`` in this process, as in one-process mode.
 

@@ -21,6 +21,8 @@ HARNESSES = {
     "ipvs": ("benchmarks.ipvs_sync", "pushing N reals into IPVS, beside `ipvsadm -R` (in the VM)"),
     "scrape": ("benchmarks.scrape",
                "serving /stats and /status of a 10k-real snapshot: event-loop stall"),
+    "privsep": ("benchmarks.privsep",
+                "what the writer's process boundary costs per desired state, beside plan()"),
 }
 
 
