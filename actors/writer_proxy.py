@@ -34,6 +34,9 @@ __all__ = ["RemoteSpeaker", "WriterProxy", "connect"]
 log = structlog.get_logger("kglb_trio.writer_proxy")
 
 _KEEP_SENT = 16
+#: Every so many states the whole state is sent, not only what changed: a state
+#: the writer could not decode (a bug) must not leave it behind for long.
+_FULL_EVERY = 100
 
 
 class WriterProxy:
@@ -44,6 +47,7 @@ class WriterProxy:
         self._reader = FrameReader(max_frame)  # outlives a crashed run: the stream stays in step
         self._send_lock = trio.Lock()
         self._sequence = 0
+        self._previous: dict | None = None  # services of the last state sent
         self._sent: deque[tuple[int, DataPlaneState]] = deque(maxlen=_KEEP_SENT)
         self._stats = WriterStatistics()
         self._applied_sequence = 0
@@ -66,7 +70,7 @@ class WriterProxy:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._receive_reports)
             if self._sent:  # a run after a crash: the writer may have missed the newest
-                await self._send(self._sent[-1][1])
+                await self._send(self._sent[-1][1], full=True)
             while True:
                 try:
                     state = await receive_states.receive()
@@ -80,11 +84,16 @@ class WriterProxy:
             await self._stopped.wait()
             nursery.cancel_scope.cancel()
 
-    async def _send(self, state: DataPlaneState) -> None:
+    async def _send(self, state: DataPlaneState, *, full: bool = False) -> None:
         self._sequence += 1
+        frame = StateFrame(sequence=self._sequence, state=state)
+        previous = None if full or self._sequence % _FULL_EVERY == 1 else self._previous
+        if previous is None:  # 10k reals take ~50 ms to encode: off the event loop
+            payload = await trio.to_thread.run_sync(encode_to_writer, frame)
+        else:
+            payload = encode_to_writer(frame, previous)
         self._sent.append((self._sequence, state))
-        payload = await trio.to_thread.run_sync(
-            encode_to_writer, StateFrame(sequence=self._sequence, state=state))
+        self._previous = state.service_map()
         await self._send_frame(payload)
 
     async def _send_frame(self, payload: bytes) -> None:

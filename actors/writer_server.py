@@ -61,6 +61,7 @@ class WriterServer:
         self._refused: Counter[str] = Counter()
         self.stopping = False
         self.connections = 0
+        self._base: dict = {}
 
     def __repr__(self) -> str:
         return (f"<WriterServer connections={self.connections} refused={dict(self._refused)} "
@@ -92,6 +93,7 @@ class WriterServer:
 
     async def _receive_loop(self, stream: trio.abc.Stream) -> None:
         reader = FrameReader(self._max_frame)
+        self._base = {}  # the services of the last state decoded on this connection
         try:
             while True:
                 data = await stream.receive_some(_RECEIVE)
@@ -108,7 +110,7 @@ class WriterServer:
 
     async def _handle(self, payload: bytes) -> None:
         try:
-            message = decode_to_writer(payload)
+            message = decode_to_writer(payload, self._base)
         except FrameError as e:
             self._refuse(e.reason, e.detail)
             return
@@ -116,6 +118,7 @@ class WriterServer:
             log.info("graceful stop asked by the unprivileged side")
             self.stop()
             return
+        self._base = message.state.service_map()
         if self.stopping:
             return
         problems = admit(message.state, self.allowed)

@@ -17,14 +17,16 @@ class ToWriter(_message.Message):
     def __init__(self, desired: _Optional[_Union[DesiredState, _Mapping]] = ..., stop: _Optional[_Union[StopWriter, _Mapping]] = ...) -> None: ...
 
 class DesiredState(_message.Message):
-    __slots__ = ("sequence", "state", "provisional")
+    __slots__ = ("sequence", "state", "provisional", "unchanged")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PROVISIONAL_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     state: _state_pb2.DataPlaneState
     provisional: _containers.RepeatedCompositeFieldContainer[RealIndex]
-    def __init__(self, sequence: _Optional[int] = ..., state: _Optional[_Union[_state_pb2.DataPlaneState, _Mapping]] = ..., provisional: _Optional[_Iterable[_Union[RealIndex, _Mapping]]] = ...) -> None: ...
+    unchanged: _containers.RepeatedCompositeFieldContainer[_common_pb2.IpvsService]
+    def __init__(self, sequence: _Optional[int] = ..., state: _Optional[_Union[_state_pb2.DataPlaneState, _Mapping]] = ..., provisional: _Optional[_Iterable[_Union[RealIndex, _Mapping]]] = ..., unchanged: _Optional[_Iterable[_Union[_common_pb2.IpvsService, _Mapping]]] = ...) -> None: ...
 
 class RealIndex(_message.Message):
     __slots__ = ("balancer", "upstream")

@@ -10,6 +10,8 @@ reason; what it returns went through our validating constructors.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from google.protobuf.message import DecodeError
 
 from .._model import (
@@ -58,8 +60,13 @@ _FAMILY_OF_PB = {v: k for k, v in _FAMILY_TO_PB.items()}
 # --------------------------------------------------------------------- encoding
 
 
-def encode_to_writer(message: StateFrame | StopFrame) -> bytes:
-    """The payload of one frame to the writer."""
+def encode_to_writer(message: StateFrame | StopFrame,
+                     previous: Mapping[ServiceKey, ServiceState] | None = None) -> bytes:
+    """The payload of one frame to the writer.
+
+    Services equal to ``previous``'s (the last state sent on this connection)
+    are sent by key only.
+    """
     out = privsep_pb2.ToWriter()
     if isinstance(message, StopFrame):
         out.stop.SetInParent()
@@ -67,7 +74,14 @@ def encode_to_writer(message: StateFrame | StopFrame) -> bytes:
     desired = out.desired
     desired.sequence = message.sequence
     state = message.state
-    for b, service in enumerate(state.services):
+    before = previous or {}
+    b = -1
+    for service in state.services:
+        old = before.get(service.key)
+        if old is not None and (old is service or old == service):
+            put_key(desired.unchanged.add(), service.key)
+            continue
+        b += 1
         pb = desired.state.balancers.add(name=service.name)
         _put_service(pb.lb_service.ipvs_service, service.service)
         for u, real in enumerate(service.reals):
@@ -124,8 +138,12 @@ def put_route(pb: state_pb2.DynamicRoute, route: Route) -> None:
 # --------------------------------------------------------------------- decoding
 
 
-def decode_to_writer(payload: bytes) -> StateFrame | StopFrame:
+def decode_to_writer(payload: bytes, previous: Mapping[ServiceKey, ServiceState] | None = None,
+                     ) -> StateFrame | StopFrame:
     """One frame's payload as a validated message; FrameError with a reason otherwise.
+
+    ``previous``: the services of the last state decoded on this connection,
+    which the frame's ``unchanged`` keys refer to.
 
     Reasons: "garbage" (not a ToWriter message), "unknown message" (none of
     ours set), "invalid state" (a part missing or refused by validation).
@@ -141,14 +159,20 @@ def decode_to_writer(payload: bytes) -> StateFrame | StopFrame:
     if kind != "desired":
         raise FrameError("unknown message", "no message of ours is set")
     try:
-        return _desired(message.desired)
+        return _desired(message.desired, previous or {})
     except (ValueError, KeyError, IndexError) as e:
         raise FrameError("invalid state", str(e) or type(e).__name__) from None
 
 
-def _desired(pb: privsep_pb2.DesiredState) -> StateFrame:
+def _desired(pb: privsep_pb2.DesiredState, previous: Mapping[ServiceKey, ServiceState],
+             ) -> StateFrame:
     provisional = {(p.balancer, p.upstream) for p in pb.provisional}
     services = []
+    for unchanged in pb.unchanged:
+        key = key_of(unchanged)
+        if key not in previous:
+            raise ValueError(f"{key} is sent as unchanged but was not in the previous state")
+        services.append(previous[key])
     for b, balancer in enumerate(pb.state.balancers):
         service = _service(balancer.lb_service)
         reals = tuple(_real(up, (b, u) in provisional) for u, up in enumerate(balancer.upstreams))

@@ -250,3 +250,26 @@ def test_a_route_must_be_the_configured_one():
                          communities=route.communities, hold_time_ms=0)
     assert admit(_state(routes=(other, shorter_hold)), ALLOWED) == [
         "route 192.0.2.0/24: not in the config", "route 192.0.2.10/32: not in the config"]
+
+
+def test_only_changed_services_travel_and_the_rest_comes_from_the_previous_state():
+    before = _state()
+    web = before.service_map()[WEB.key]
+    after = _state(services=(
+        ServiceState(service=WEB.service, name="web",
+                     reals=(_real("198.51.100.11", weight=0), web.reals[1])),
+        before.services[0] if before.services[0].key.fwmark else before.services[1]))
+    full = encode_to_writer(StateFrame(sequence=2, state=after))
+    delta = encode_to_writer(StateFrame(sequence=2, state=after), before.service_map())
+    assert len(delta) < len(full)
+    message = privsep_pb2.ToWriter()
+    message.ParseFromString(delta)
+    assert [b.name for b in message.desired.state.balancers] == ["web"]  # the fwmark one: a key
+    assert len(message.desired.unchanged) == 1
+    assert decode_to_writer(delta, before.service_map()) == StateFrame(sequence=2, state=after)
+    # The provisional mark is on the real of the changed balancer, by its place in the frame.
+    assert decode_to_writer(delta, before.service_map()).state.service_map()[WEB.key].reals[
+        1].provisional
+    with pytest.raises(FrameError) as e:
+        decode_to_writer(delta)  # a writer without that previous state
+    assert e.value.reason == "invalid state"
