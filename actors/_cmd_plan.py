@@ -11,8 +11,8 @@ Host names are resolved once (with each balancer's ``resolve_family``); a host
 that does not resolve is left out, with a warning, as a running instance would.
 Routes are not shown: they live in the BGP speaker, not in the kernel.
 
-Exit status: 0 plan printed, 1 bad config or an invalid desired state, 2 the
-kernel cannot be read.
+Exit status (``exit_codes``): OK plan printed, CONFIG bad config or an invalid
+desired state, HOST the kernel cannot be read (no ip_vs, no CAP_NET_ADMIN).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from kglb.pretty import render_plan
 from . import logs
 from .config_file import read_config
 from .dataplane import DataPlane
+from .exit_codes import ExitCode
 from .ownership import load_owned
 from .resolver import ResolveError, literal, resolve_host
 
@@ -47,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
-        return 1
+        return ExitCode.CONFIG
     return trio.run(print_plan, config, args.state_file)
 
 
@@ -60,19 +61,21 @@ async def print_plan(
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     if desired is None:
-        return 1
+        return ExitCode.CONFIG
     try:
         current = await _read_kernel(config, open_dataplane or _ipvs)
     except (OSError, ImportError) as e:
-        print(f"cannot read the kernel's IPVS table: {e}", file=sys.stderr)
-        return 2
+        print(f"kglb-trio plan: cannot read the kernel's IPVS table: {e} "
+              "(load ip_vs with `modprobe ip_vs`; run as root or with CAP_NET_ADMIN)",
+              file=sys.stderr)
+        return ExitCode.HOST
     if not Path(state_file).exists():
         print(f"note: no ownership record at {state_file}: nothing outside the config "
               "would be removed", file=sys.stderr)
     ops = plan(current, desired, load_owned(state_file))
     for line in render_plan(ops):
         print(line)
-    return 0
+    return ExitCode.OK
 
 
 async def desired_without_health(config: Config) -> tuple[DataPlaneState | None, list[str]]:

@@ -1,16 +1,17 @@
 """``kglb-trio --config FILE``: run the control plane until a signal.
 
 Order of things: logging; the config (a bad one prints every problem with
-its path and exits 2 before anything is touched); the preflight checks of
-the host (errors exit 1, warnings are logged; skipped with ``--dry-run``);
-the stats/status server binds (a bad address exits before the kernel is
-touched, decisions.md row 4); signal handlers; then the control plane.
+its path and exits before anything is touched); the preflight checks of
+the host (errors exit, warnings are logged; skipped with ``--dry-run``);
+the stats/status server binds (an address in use exits, in one line, before
+the kernel is touched, decisions.md row 4); signal handlers; then the control plane.
 SIGHUP (and, with ``--watch-config``, a change of the file's mtime) reloads;
 a failed reload keeps the running config. Under systemd it sends READY=1 once
 the kernel matches the first desired state, STOPPING=1 at shutdown, and
-watchdog pings. Exit status: 0 after a graceful shutdown, 1 after a forced
-exit, a crash beyond the restart intensity or failed preflight checks, 2 for
-a bad config.
+watchdog pings. Exit status (``exit_codes``): OK after a graceful shutdown,
+FAILED after a forced exit or a crash beyond the restart intensity, CONFIG for
+a bad config, HOST for failed preflight checks or a status address that
+cannot be bound, USAGE for a bad BGP setting.
 
 ``--dry-run`` runs on the in-memory data plane and prints every applied
 change. It never touches what a live instance beside it uses: its ownership
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from functools import partial
 
 import structlog
@@ -38,6 +40,7 @@ from .app import KglbHandle, run_kglb
 from .gc_policy import settle_gc
 from .config_file import read_config
 from .dataplane import MemoryDataPlane
+from .exit_codes import ExitCode
 from .http import run_http_server
 from .metrics import LoopLagMonitor
 from .probes import Prober, suggested_workers
@@ -59,19 +62,22 @@ def main(args) -> int:
         print(f"kglb-trio: invalid config {args.config}:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     for warning in config.warnings:
         log.warning("config", warning=warning)
     remote = args.privsep_fd is not None  # the unprivileged side of --privsep
     if not args.dry_run and not remote and not _preflight(config):
-        return 1
+        return ExitCode.HOST
+    if not args.dry_run and not remote and (problem := _state_file_problem(args.state_file)):
+        print(f"kglb-trio: {problem}", file=sys.stderr)
+        return ExitCode.HOST
     if args.dry_run:
         _isolate_dry_run(args)
     try:
         speaker = _speaker(args)
     except ValueError as exc:
         print(f"kglb-trio: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     if remote:
         speaker = None  # the writer process holds BIRD
     elif args.privsep:
@@ -81,9 +87,33 @@ def main(args) -> int:
     try:
         return trio.run(_run, args, config, speaker)
     except BaseExceptionGroup as group:
+        cannot_listen, rest = group.split(_CannotListen)
+        if rest is None:
+            # Before the kernel is touched (decisions.md row 4): one line, no traceback.
+            print(f"kglb-trio: {_first(cannot_listen)}", file=sys.stderr)
+            return ExitCode.HOST
         log.error("kglb-trio stopped on an error; the kernel is left as it is",
                   exc_info=group)
-        return 1
+        return ExitCode.FAILED
+
+
+class _CannotListen(Exception):
+    """The status server cannot bind ``-status_port``; the message says why and how to fix it."""
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    while isinstance(group, BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group
+
+
+async def _start_status_server(nursery, address: str, handle, loop_lag) -> None:
+    try:
+        await nursery.start(partial(run_http_server, address, handle, loop_lag=loop_lag))
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise _CannotListen(f"-status_port {address}: cannot listen: {why.lower()}; "
+                            "stop what uses it or give another HOST:PORT") from None
 
 
 class _LateHandle:
@@ -117,13 +147,15 @@ async def _run(args, config: Config, speaker) -> int:
 
             async with trio.open_nursery() as nursery:
                 loop_lag = LoopLagMonitor()
-                await nursery.start(partial(run_http_server, args.status_address, late,
-                                            loop_lag=loop_lag))
+                await _start_status_server(nursery, args.status_address, late, loop_lag)
                 await nursery.start(loop_lag.run)
                 await nursery.start(partial(run_signal_handler, shutdown=shutdown, force=force,
-                                            reload=lambda: _reload(args.config, late.handle)))
+                                            reload=lambda: _reload(args.config, late.handle, resize)))
                 prober = Prober(source_v4=args.source_ipv4, source_v6=args.source_ipv6,
                                 workers=_probe_workers(args.probe_workers, config))
+
+                def resize(new: Config) -> None:  # a reload sizes the workers as a start
+                    prober.set_workers(_probe_workers(args.probe_workers, new))
                 stopped = trio.Event()
                 writer = None
                 if args.privsep_fd is not None:
@@ -145,13 +177,13 @@ async def _run(args, config: Config, speaker) -> int:
                 nursery.start_soon(_notify_ready, late.handle)
                 await nursery.start(sdnotify.run_watchdog)
                 if args.watch_config:
-                    nursery.start_soon(_watch_config, args.config, late.handle)
+                    nursery.start_soon(_watch_config, args.config, late.handle, resize)
                 await stopped.wait()
                 nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await dataplane.aclose()
-    return 1 if forced else 0
+    return ExitCode.FAILED if forced else ExitCode.OK
 
 
 def _isolate_dry_run(args) -> None:
@@ -189,6 +221,20 @@ def _preflight(config: Config) -> bool:
     return not errors
 
 
+def _state_file_problem(path: str) -> str | None:
+    """Why the ownership record cannot be written there, found before the kernel is touched
+    (the writer records what it creates before creating it)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        why = (e.strerror or str(e)).lower()
+        return f"--state-file {path}: cannot create {directory}: {why}; give a path in a writable directory"
+    if os.path.isdir(path) or not os.access(directory, os.W_OK | os.X_OK):
+        return f"--state-file {path}: cannot write there; give a path in a writable directory"
+    return None
+
+
 async def _notify_ready(handle: KglbHandle) -> None:
     """READY=1 once the writer applied the first desired state."""
     while True:
@@ -212,7 +258,8 @@ def _dataplane(args, config: Config):
     return IpvsDataPlane(links)
 
 
-async def _reload(path: str, handle: KglbHandle | None) -> list[str]:
+async def _reload(path: str, handle: KglbHandle | None,
+                  resize: Callable[[Config], None] | None = None) -> list[str]:
     if handle is None:
         return ["the control plane is starting"]
     try:
@@ -226,10 +273,13 @@ async def _reload(path: str, handle: KglbHandle | None) -> list[str]:
         sdnotify.notify("READY=1")
     if not problems:
         log.info("config reloaded", balancers=len(config.balancers))
+        if resize is not None:
+            resize(config)
     return problems
 
 
-async def _watch_config(path: str, handle: KglbHandle) -> None:
+async def _watch_config(path: str, handle: KglbHandle,
+                        resize: Callable[[Config], None] | None = None) -> None:
     """Reload whenever the file's mtime (or inode: editors replace files) changes."""
 
     def stamp() -> tuple[int, int] | None:
@@ -246,7 +296,7 @@ async def _watch_config(path: str, handle: KglbHandle) -> None:
         if now is not None and now != seen:
             seen = now
             log.info("config file changed", path=path)
-            await _reload(path, handle)
+            await _reload(path, handle, resize)
 
 
 def _print_operations(ops: list[Operation]) -> None:

@@ -13,6 +13,10 @@ import sys
 
 import httpx
 
+from kglb import ServiceFlag
+from kglb.pretty import service_options
+
+from .exit_codes import ExitCode
 from .http import parse_address
 
 __all__ = ["main", "render_table"]
@@ -42,6 +46,9 @@ def _endpoint(address: str | None, port: int, host: str) -> str:
 
 
 def _last(real: dict) -> str:
+    if real.get("state") == "draining":
+        connections = "?" if real["connections"] is None else real["connections"]
+        return f"{connections} connections left, {real['drain_left_seconds']:.0f}s left"
     if real["reason"] is None:
         return "not checked yet"
     return f"{real['reason']} {real['latency_ms']:.1f}ms"
@@ -49,7 +56,11 @@ def _last(real: dict) -> str:
 
 def _service_line(b: dict) -> str:
     proto, _, rest = (b["service"] or "? -").partition(" ")
-    flags = "".join(f" {f}" for f in b["flags"])
+    flags = ServiceFlag(0)
+    for name in b["flags"]:
+        flags |= ServiceFlag[name.upper()]
+    options = service_options(flags, b["scheduler"] or "")
+    flags = f" {','.join(options)}" if options else ""
     head = f"{proto:<4} {rest} {b['scheduler']}{flags}"
     route = ""
     if b["route"] is not None:
@@ -79,7 +90,8 @@ def render_table(doc: dict) -> str:
         forward = (b["forward"] or "-").capitalize()
         for r in b["reals"]:
             lines.append(REAL_LINE.format(_endpoint(r["address"], r["port"], r["host"]), forward,
-                                          r["weight"], r["health"], _age(r["since_seconds"]),
+                                          r["weight"], r.get("state") or r["health"],
+                                          _age(r["since_seconds"]),
                                           _last(r)))
     if writer["errors"]:
         lines.append("errors by errno: " + ", ".join(f"{k}: {v}"
@@ -99,20 +111,27 @@ def _url(address: str) -> str:
 
 
 def main(args) -> int:
-    """Fetch and print; 0 on success, 1 if the instance cannot be reached."""
+    """Fetch and print; OK, or FAILED if the instance cannot be reached."""
     try:
         url = _url(args.status_address)
     except ValueError as exc:
         print(f"kglb-trio status: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     try:
         response = httpx.get(url, timeout=TIMEOUT)
         response.raise_for_status()
     except httpx.HTTPError as exc:
-        print(f"kglb-trio status: cannot read {url}: {exc}", file=sys.stderr)
-        return 1
+        print(f"kglb-trio status: cannot read {url}: {exc} (is kglb-trio running with "
+              "this -status_port?)", file=sys.stderr)
+        return ExitCode.FAILED
     if args.json:
         sys.stdout.write(response.text)
-    else:
-        sys.stdout.write(render_table(response.json()))
-    return 0
+        return ExitCode.OK
+    try:
+        table = render_table(response.json())
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f"kglb-trio status: {url} did not answer a kglb-trio status document: {exc!r}",
+              file=sys.stderr)
+        return ExitCode.FAILED
+    sys.stdout.write(table)
+    return ExitCode.OK

@@ -2,8 +2,9 @@
 
 Contract. :func:`plan` says how a target is checked here, or None when it
 needs the trio checkers of :mod:`actors.checks` (https, proxies, redirects,
-host names, dns, syslog, dummy, a tunnel without a VIP). A plan covers the
-tcp check and the plain http GET judged on its status line.
+host names, dns, syslog, a tunnel without a VIP). A plan covers the tcp
+check, the plain http GET judged on its response head, and the dummy check
+(which passes at once).
 
 :func:`open_check` opens the socket non-blocking, sets SO_MARK, the tunnel MSS
 and the source bind BEFORE connect (the same order and options as
@@ -15,9 +16,10 @@ The caller closes the socket (``Conn.close()``) and owns the timeout.
 
 Reasons are the trio checkers' for the same events: "ok", "status N",
 "refused", "reset", "unreachable", "denied", "short read", "bad response",
-"too long", "error EXXX". Reads are bounded: at most ``MAX_STATUS_LINE``
-bytes are ever read (the status line), so a 10 MB body or an endless header
-costs one bounded read and a slow-loris real only its own timeout.
+"header too large", "error EXXX": the response head is judged by the same
+:class:`actors.checks._http_head.HeadReader` as the trio checker's. Reads are
+bounded (``_http_head.MAX_HEAD``), so a 10 MB body costs one bounded read
+and a slow-loris real only its own timeout.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ import socket
 from typing import NamedTuple
 
 from kglb import ProbeTarget
-from kglb.config import HttpCheck, TcpCheck
+from kglb.config import DummyCheck, HttpCheck, TcpCheck
 
 from .checks import _http_wire as wire
+from .checks._http_head import HeadReader
 from .checks._net import (
     IP_BIND_ADDRESS_NO_PORT,
     TUNNEL_MSS,
@@ -43,7 +46,6 @@ from .checks._net import (
     tunnel_source,
 )
 
-MAX_STATUS_LINE = 4096  # as actors.checks.http: the status line is all that is read
 # Edge-triggered: one event when the connect completes (OUT, or ERR/HUP), one per
 # arrival of data (IN), so a check costs one epoll_ctl and no re-arming.
 _ET = select.EPOLLET | select.EPOLLERR | select.EPOLLHUP
@@ -71,10 +73,16 @@ def _codes(codes: tuple[int, ...]) -> frozenset[int]:
     return frozenset(codes)
 
 
+#: The dummy check's plan: it passes at once, with no socket (as actors.checks.dummy).
+DUMMY = Plan(0, "", 0, 0, None, frozenset(), 0.0)
+
+
 def plan(target: ProbeTarget) -> Plan | None:
     """The lean plan of ``target``'s check, or None: the trio checker runs it."""
     check = target.check
     kind = type(check)
+    if kind is DummyCheck:
+        return DUMMY
     if kind is TcpCheck:
         request, codes = None, frozenset()
     elif (kind is HttpCheck and check.scheme == "http" and not check.proxy_check_url
@@ -99,7 +107,7 @@ def plan(target: ProbeTarget) -> Plan | None:
 class Conn:
     """One check in flight: its socket and where it is (connecting, sending, reading)."""
 
-    __slots__ = ("connected", "data", "fd", "pending", "plan", "sock")
+    __slots__ = ("connected", "fd", "pending", "plan", "reader", "sock")
 
     def __init__(self, sock: socket.socket, plan: Plan) -> None:
         self.sock = sock
@@ -107,7 +115,7 @@ class Conn:
         self.plan = plan
         self.connected = False
         self.pending = plan.request  # bytes still to send (None: tcp, or all sent)
-        self.data = b""
+        self.reader = HeadReader() if plan.request is not None else None
 
     @property
     def events(self) -> int:
@@ -146,31 +154,29 @@ class Conn:
         return None
 
     def _receive(self) -> str | None:
-        # One recv per edge is enough: a short read means the socket is drained,
-        # a full one reaches the bound and ends the check.
-        try:
-            chunk = self.sock.recv(MAX_STATUS_LINE - len(self.data))
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            return reason_for(exc)
-        if not chunk:
-            return "short read"
-        self.data += chunk
-        end = self.data.find(b"\r\n")
-        if end >= 0:
+        # Edge-triggered: read until the socket is drained or the head is judged. A
+        # FIN that came with the last bytes raises no edge of its own, so EOF must
+        # be seen here (else a closed connection would wait out its timeout).
+        reader = self.reader
+        while True:
             try:
-                status = wire.parse_status(self.data[: end + 2])
+                chunk = self.sock.recv(reader.room)
+            except BlockingIOError:
+                return None
+            except OSError as exc:
+                return reason_for(exc)
+            try:
+                head = reader.feed(chunk) if chunk else reader.eof()
             except CheckFailure as exc:
                 return exc.reason
-            return "ok" if status in self.plan.codes else f"status {status}"
-        if len(self.data) >= MAX_STATUS_LINE:
-            return "too long"
-        return None
+            if head is not None:
+                return "ok" if head.status in self.plan.codes else f"status {head.status}"
 
 
 def open_check(target: ProbeTarget, plan: Plan) -> Conn | str:
     """Start ``plan``'s connect: a Conn to wait on, or the final reason of a failure at once."""
+    if plan is DUMMY:
+        return "ok"
     try:
         sock = socket.socket(plan.family, _NONBLOCK_STREAM)
     except OSError as exc:

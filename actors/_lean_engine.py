@@ -1,4 +1,11 @@
-"""The lean engine: the tcp and plain-http probes of a Prober on one epoll, no task per check.
+"""The probe driver: every in-process probe of a Prober, scheduled here (kglb.schedule).
+
+How a check runs. tcp, plain-http and dummy checks (``_lean_checks.plan`` is
+not None) are state machines on one private epoll, no task per check; every
+other check (https, proxies, redirects, dns, syslog, or any injected check
+function) runs as a task calling ``check(target) -> CheckResult``,
+started here when due and reporting back here. Either way the schedule, the
+limiter, missed intervals and delivery are this module's, once.
 
 Why. A trio checkpoint costs ~15 µs on the reference machine and a cancel
 scope ~28 µs, and the trio checkers spend several of each per check
@@ -9,24 +16,26 @@ heaps, and one trio task (:meth:`LeanEngine.run`) drives them all: it wakes
 at the next timer, or every ``tick`` while checks are in flight, and does
 what is due in one synchronous :meth:`LeanEngine.step` (a bounded amount: a
 step behind its schedule yields to the other tasks and goes on at once). The
-trio cost is per tick, not per check; due times, latencies and timeouts are to
-within a tick (2 ms; a quarter of it while a limiter is full, when a token
-returned sooner is a check started sooner).
+trio cost is per tick, not per check; due times and timeouts are to within a
+tick (2 ms; a quarter of it while a limiter is full, when a token returned
+sooner is a check started sooner); a latency is read on the clock itself, from
+before the connect to when the engine saw the check end.
 
-Contract (the same schedule as ``Prober._probe``). ``add(probe)`` checks
-``probe.target`` (for which ``_lean_checks.plan`` is not None) at once and
-then every ``probe.interval`` seconds (read at every check), each gap scaled
-by a random factor within ±``jitter``, the first gap within ±½. A check holds
+Contract. ``add(probe)`` checks ``probe.target`` at once and then every
+``probe.interval`` seconds (read at every check), on a
+:class:`kglb.schedule.Schedule`: each gap scaled by a random factor within
+±``jitter``, the first within ±½. A check holds
 a token of ``probe.limiter`` (a trio.CapacityLimiter, shared with trio code:
 taken with ``acquire_on_behalf_of_nowait``); a probe whose limiter is full
 waits its turn here (FIFO). A start a whole interval or more after its due
 time counts the intervals as missed and restarts the schedule from now. Each
 result goes to ``on_result(probe, result, now)``; when that returns False the
 probe pauses until ``resume(probe)`` (backpressure). ``remove(probe)`` stops
-a probe at once: a check in flight is closed and delivers nothing.
+a probe at once: a check in flight is closed (a task check cancelled) and
+delivers nothing.
 
 ``step(now)`` works on any clock (tests drive it by hand); :meth:`run` uses
-trio's, so it also runs in virtual time.
+trio's, so it also runs in virtual time, and holds the task checks' nursery.
 """
 
 from __future__ import annotations
@@ -40,8 +49,10 @@ from collections.abc import Callable
 import trio
 
 from kglb import CheckResult
+from kglb.schedule import Schedule
 
 from ._lean_checks import Conn, open_check, plan
+from .checks import run_check
 
 TICK = 0.002  # seconds between wake-ups (a quarter of it while a limiter is full)
 #: At most this many connects and this many completions per step: a step holds
@@ -51,21 +62,21 @@ TICK = 0.002  # seconds between wake-ups (a quarter of it while a limiter is ful
 #: ~15 ms with 16/64, for the same CPU per check (python -m benchmarks e2e).
 STARTS_PER_STEP = 16
 EVENTS_PER_POLL = 64
-_FIRST_SPREAD = 0.5  # as Prober: the first gap is between ½ and 1½ intervals
 
 
-class _Entry:
+class _Entry(Schedule):
     """One probe's schedule and its check in flight."""
 
-    __slots__ = ("conn", "due", "interval", "limiter", "plan", "probe", "removed", "spread",
-                 "started", "timer", "waiting")
+    __slots__ = ("conn", "interval", "limiter", "plan", "probe", "removed", "started", "timer",
+                 "waiting")
 
-    def __init__(self, probe, plan, due: float, spread: float) -> None:
+    def __init__(self, probe, plan, now: float, jitter: float) -> None:
+        super().__init__(now, jitter)
         self.probe = probe
-        self.plan = plan
-        self.due = due
-        self.spread = spread
-        self.conn: Conn | None = None
+        self.plan = plan  # None: a task check
+        # In flight: a Conn (lean), a CancelScope (a task check), or the final reason
+        # of a connect that failed at once.
+        self.conn: Conn | trio.CancelScope | str | None = None
         self.limiter = None  # the limiter whose token the check in flight holds
         self.started = 0.0
         self.interval = 0.0  # the probe's interval when its check in flight started
@@ -75,18 +86,28 @@ class _Entry:
 
 
 class LeanEngine:
-    """Runs lean probes; see the module docstring. Not thread-safe; one per Prober."""
+    """Runs a Prober's probes; see the module docstring. Not thread-safe; one per Prober.
+
+    ``check`` runs the checks that are not lean; ``lean=False`` runs every check
+    that way (an injected check function always does: the lean plans are the
+    stock checkers').
+    """
 
     def __init__(
         self,
         on_result: Callable[[object, CheckResult, float], bool],
         *,
+        check: Callable = run_check,
+        lean: bool = True,
         jitter: float = 0.1,
         clock: Callable[[], float] = trio.current_time,
         tick: float = TICK,
         rng: random.Random | None = None,
     ) -> None:
         self._on_result = on_result
+        self._check = check
+        self._lean = lean and check is run_check
+        self._nursery: trio.Nursery | None = None  # of the task checks, while running
         self._jitter = jitter
         self._clock = clock
         self._tick = tick
@@ -105,15 +126,10 @@ class LeanEngine:
         self.in_flight = 0
         self.missed = 0
 
-    @staticmethod
-    def accepts(target) -> bool:
-        """Whether ``target``'s check runs here (else on the trio checkers)."""
-        return plan(target) is not None
-
     def add(self, probe) -> None:
         """Start probing ``probe`` (its first check is due now)."""
-        spread = _FIRST_SPREAD if self._jitter else 0.0
-        entry = self._entries[probe] = _Entry(probe, plan(probe.target), self._clock(), spread)
+        lean = plan(probe.target) if self._lean else None
+        entry = self._entries[probe] = _Entry(probe, lean, self._clock(), self._jitter)
         self._schedule(entry)
         self._wake.set()
 
@@ -144,20 +160,26 @@ class LeanEngine:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Drive the engine on trio's clock until cancelled (then close every socket)."""
-        task_status.started()
         try:
-            while True:
-                now = trio.current_time()
-                wake_at = self.step(now)
-                if wake_at <= now:  # more is ready: let the other tasks run first
-                    await trio.lowlevel.checkpoint()
-                    continue
-                # One cancel scope per wake-up (per tick at most), not per check.
-                with trio.move_on_at(wake_at):
-                    await self._wake.wait()
-                self._wake = trio.Event()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await self._drive()
         finally:
+            self._nursery = None
             self.close()
+
+    async def _drive(self) -> None:
+        while True:
+            now = trio.current_time()
+            wake_at = self.step(now)
+            if wake_at <= now:  # more is ready: let the other tasks run first
+                await trio.lowlevel.checkpoint()
+                continue
+            # One cancel scope per wake-up (per tick at most), not per check.
+            with trio.move_on_at(wake_at):
+                await self._wake.wait()
+            self._wake = trio.Event()
 
     def step(self, now: float) -> float:
         """Do what is due at ``now``; return when to step next (inf: only on add/resume).
@@ -260,15 +282,17 @@ class LeanEngine:
 
     def _run(self, entry: _Entry, limiter, now: float) -> None:
         interval = entry.interval = entry.probe.interval
-        if now - entry.due >= interval:
-            # Whole intervals without a check: count them, and restart the schedule
-            # from now rather than catching up in a burst (as Prober._probe).
-            self.missed += int((now - entry.due) // interval)
-            entry.due = now
+        self.missed += entry.start(now, interval)
         entry.limiter = limiter
-        entry.started = now
         self.in_flight += 1
         self._budget -= 1
+        if entry.plan is None:
+            entry.conn = scope = trio.CancelScope()
+            self._nursery.start_soon(self._task_check, entry, scope)
+            return
+        # The clock itself, not the step's ``now``: a check that ends within the
+        # step it started in (tcp on loopback) has a latency, not 0.0.
+        entry.started = self._clock()
         conn = open_check(entry.probe.target, entry.plan)
         entry.conn = conn
         if isinstance(conn, str):
@@ -280,11 +304,19 @@ class LeanEngine:
         self._seq += 1
         heapq.heappush(self._deadlines, (now + entry.plan.timeout, self._seq, entry, conn))
 
+    async def _task_check(self, entry: _Entry, scope: trio.CancelScope) -> None:
+        with scope:  # cancelled by remove(): nothing is delivered
+            result = await self._check(entry.probe.target)
+            self._complete(entry, result, trio.current_time())
+            self._wake.set()  # a token came back, and the next due time is new
+
     def _end(self, entry: _Entry) -> None:
         """Close the check in flight and give its token back."""
         conn = entry.conn
         entry.conn = None
-        if not isinstance(conn, str):
+        if isinstance(conn, trio.CancelScope):
+            conn.cancel()
+        elif not isinstance(conn, str):
             del self._conns[conn.fd]
             conn.close()
         self.in_flight -= 1
@@ -292,11 +324,12 @@ class LeanEngine:
         entry.limiter = None
 
     def _finish(self, entry: _Entry, reason: str, now: float) -> None:
-        interval = entry.interval
+        result = CheckResult(passed=reason == "ok", reason=reason,
+                             latency=self._clock() - entry.started)
+        self._complete(entry, result, now)
+
+    def _complete(self, entry: _Entry, result: CheckResult, now: float) -> None:
         self._end(entry)
-        result = CheckResult(passed=reason == "ok", reason=reason, latency=now - entry.started)
-        # From the due time, not the start: late wake-ups must not stretch every period.
-        entry.due += interval * (1 + self._uniform(-entry.spread, entry.spread))
-        entry.spread = self._jitter
+        entry.advance(entry.interval, self._uniform(-1.0, 1.0))
         if self._on_result(entry.probe, result, now) and not entry.removed:
             self._schedule(entry)

@@ -2,8 +2,10 @@
 
 The Prober keeps the watchers, delivery and statistics; each distinct target
 is assigned to the least loaded worker, whose process (``python -m
-actors.probe_worker``, its own trio.run) runs the probe task and sends the
+actors.probe_worker``, its own trio.run) runs the probe and sends the
 results back in batches (:mod:`actors._probe_pipe`). A worker that dies is
+counted as a crash in the shared restart budget (logged, in ``restarts`` and
+``actor_restarts_total``, and past the intensity the process stops), then
 restarted with backoff and re-sent every target it had, so watchers only see
 a gap. A balancer's concurrency limit is split evenly over the workers.
 
@@ -12,12 +14,13 @@ Times are re-stamped on arrival: each process's trio clock has its own offset.
 
 from __future__ import annotations
 
-import logging
+import itertools
 import math
 import socket
 import subprocess
 import sys
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 
@@ -26,12 +29,19 @@ import trio
 from kglb import CheckResult, ProbeResult
 
 from . import _probe_pipe
-
-log = logging.getLogger("kglb_trio.probes")
+from ._probe_pipe import UnwatchCommand, WatchCommand, WorkerReport, WorkerResult
 
 _BACKOFF_FIRST = 0.5
 _BACKOFF_MAX = 10.0
 _YIELD_EVERY = 256  # results delivered between two checkpoints
+
+
+class ProbeWorkerExited(Exception):
+    """A probe worker process ended (it runs until its Prober is gone)."""
+
+    def __init__(self, code: int | None) -> None:
+        super().__init__(f"probe worker exited with status {code}")
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,10 +92,22 @@ def _check_spec(check) -> str:
     return spec
 
 
-def _watch_command(probe) -> tuple:
-    limiter = probe.limiter
-    return ("watch", probe.id, probe.target, probe.interval, id(limiter), limiter.total_tokens,
-            probe.quiet_after)
+class _LimiterNames:
+    """A number per limiter, for the workers (a limiter cannot cross the pipe).
+
+    Numbers are never reused (``id()`` is, once a limiter is gone), and a
+    limiter no longer used by any probe is forgotten with it.
+    """
+
+    def __init__(self) -> None:
+        self._names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._next = itertools.count()
+
+    def name(self, limiter: trio.CapacityLimiter) -> int:
+        name = self._names.get(limiter)
+        if name is None:
+            name = self._names[limiter] = next(self._next)
+        return name
 
 
 class Shards:
@@ -95,6 +117,7 @@ class Shards:
                  fold_period: float) -> None:
         self._prober = prober
         self._workers = [_Worker(index) for index in range(count)]
+        self._limiters = _LimiterNames()
         self._command = []
         if count:
             self._command = [sys.executable, "-m", "actors.probe_worker", _check_spec(check),
@@ -104,27 +127,35 @@ class Shards:
                 if sources.get(family):
                     self._command += [flag, sources[family]]
 
-    def __bool__(self) -> bool:
-        return bool(self._workers)
+    def __len__(self) -> int:
+        return len(self._workers)
 
-    async def start(self, nursery: trio.Nursery) -> None:
+    async def start(self, nursery: trio.Nursery, budget) -> None:
+        """Start every worker process; their exits count against ``budget`` (a
+        :class:`actors.supervisor.RestartBudget`, shared with every actor)."""
         for worker in self._workers:
-            nursery.start_soon(self._supervise, worker)
+            nursery.start_soon(self._supervise, worker, budget)
+
+    def _watch_command(self, probe) -> WatchCommand:
+        limiter = probe.limiter
+        return WatchCommand(probe_id=probe.id, target=probe.target, interval=probe.interval,
+                            limiter=self._limiters.name(limiter), tokens=limiter.total_tokens,
+                            quiet_after=probe.quiet_after)
 
     def assign(self, probe) -> None:
         worker = min(self._workers, key=lambda w: len(w.probes))
         probe.shard = worker
         worker.probes[probe.id] = probe
-        worker.send.send_nowait(_watch_command(probe))
+        worker.send.send_nowait(self._watch_command(probe))
 
     def update(self, probe) -> None:
         if probe.shard is not None:
-            probe.shard.send.send_nowait(_watch_command(probe))
+            probe.shard.send.send_nowait(self._watch_command(probe))
 
     def release(self, probe) -> None:
         if probe.shard is not None:
             del probe.shard.probes[probe.id]
-            probe.shard.send.send_nowait(("unwatch", probe.id))
+            probe.shard.send.send_nowait(UnwatchCommand(probe_id=probe.id))
 
     def statistics(self) -> tuple[WorkerStatistics, ...]:
         return tuple(worker.statistics() for worker in self._workers)
@@ -132,15 +163,19 @@ class Shards:
     def checks_done(self) -> list[tuple[int, Counter[str]]]:
         return [worker.checks_done() for worker in self._workers]
 
-    async def _supervise(self, worker: _Worker) -> None:
+    async def _supervise(self, worker: _Worker, budget) -> None:
         backoff = _BACKOFF_FIRST
         while True:
             started = trio.current_time()
             code = await self._run_process(worker)
-            log.error("probe worker %d exited with %s; restarting", worker.index, code)
             worker.restarts += 1
-            if trio.current_time() - started > 60:
+            now = trio.current_time()
+            if now - started > 60:
                 backoff = _BACKOFF_FIRST  # it ran fine for a while: not a crash loop
+            # Logged ("actor crashed") and counted like any actor's crash (restarts,
+            # actor_restarts_total); past the shared intensity this raises, and the
+            # process stops as for any crash loop.
+            budget.crashed(f"probe worker {worker.index}", now, ProbeWorkerExited(code))
             await trio.sleep(backoff)
             backoff = min(backoff * 2, _BACKOFF_MAX)
 
@@ -176,11 +211,11 @@ class Shards:
                 worker.receive.receive_nowait()
             except trio.WouldBlock:
                 break
-        batch = [_watch_command(probe) for probe in worker.probes.values()]
+        batch = [self._watch_command(probe) for probe in worker.probes.values()]
         try:
             while True:
                 if batch:
-                    data = _probe_pipe.encode(batch)
+                    data = _probe_pipe.encode(tuple(batch))
                     batch = []  # not kept while waiting (a resync is 5k commands)
                     await stdin.send_all(data)
                 batch = [await worker.receive.receive()]
@@ -194,41 +229,44 @@ class Shards:
 
     async def _collect(self, worker: _Worker, stdout: trio.abc.ReceiveStream) -> None:
         reader = _probe_pipe.FrameReader(stdout)
-        while (frame := await reader.receive()) is not None:
-            results, worker.in_flight, worker.missed, worker.by_reason, clock = frame
+        while (report := await reader.receive()) is not None:
+            if not isinstance(report, WorkerReport):
+                raise TypeError(f"a probe worker sent {type(report).__name__}, not a WorkerReport")
+            worker.in_flight, worker.missed = report.in_flight, report.missed
+            worker.by_reason = report.by_reason
             now = trio.current_time()
             # Both trio clocks are perf_counter (CLOCK_MONOTONIC, one for all
             # processes) plus an offset of their own.
-            shift = (now - time.perf_counter()) - clock
-            for n, (probe_id, passed, reason, latency, folded, at) in enumerate(
-                    urgent_first(results), 1):
+            shift = (now - time.perf_counter()) - report.clock
+            for n, r in enumerate(urgent_first(report.results), 1):
                 if n % _YIELD_EVERY == 0:  # a large frame must not hold the loop
                     await trio.lowlevel.checkpoint()
-                probe = self._prober.probe_by_id(probe_id)
+                probe = self._prober.probe_by_id(r.probe_id)
                 if probe is not None:  # else unwatched since
                     # Unpickled reasons are fresh strings; 10k kept copies of "ok" add up.
-                    result = CheckResult(passed=passed, reason=sys.intern(reason), latency=latency)
+                    result = CheckResult(passed=r.passed, reason=sys.intern(r.reason),
+                                         latency=r.latency)
                     message = ProbeResult(target=probe.target, result=result,
-                                          at=min(at + shift, now), folded=folded)
+                                          at=min(r.at + shift, now), folded=r.folded)
                     await self._prober.forward(probe, message)
 
 
-def urgent_first(results: list[tuple]) -> list[tuple]:
-    """A frame's results with those that may change a real's health first.
+def urgent_first(results: tuple[WorkerResult, ...]) -> tuple[WorkerResult, ...]:
+    """A report's results with those that may change a real's health first.
 
     A result that is not folded may decide a weight; the folded ones (each
     target's steady results, released every ~10 s) only add to counters, and a
-    frame can hold hundreds. A result moves ahead of other targets' results
+    report can hold hundreds. A result moves ahead of other targets' results
     only: one with a result of its own target held back before it stays after
     that one, so each target's results keep their order.
     """
-    first: list[tuple] = []
-    rest: list[tuple] = []
+    first: list[WorkerResult] = []
+    rest: list[WorkerResult] = []
     behind: set[int] = set()  # probe ids with a result in ``rest``
     for result in results:
-        if not result[4] and result[0] not in behind:
+        if not result.folded and result.probe_id not in behind:
             first.append(result)
         else:
             rest.append(result)
-            behind.add(result[0])
-    return first + rest if first and rest else results
+            behind.add(result.probe_id)
+    return (*first, *rest) if first and rest else results

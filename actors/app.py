@@ -57,12 +57,13 @@ from kglb import BalancerState, DataPlaneState, Operation
 from kglb.config import Config
 
 from .dataplane import MemoryDataPlane
+from .drain import DRAIN_COUNTERS_INTERVAL, reading_of
 from .generator import COALESCE
 from .metrics import CheckTally
 from .probes import Prober, ProberStatistics
 from .resolver import Resolve, resolve_host
 from .routes import MemorySpeaker
-from .supervisor import ControlPlane, RestartBudget, RestartPolicy, open_supervisor
+from .supervisor import ControlPlane, RestartBudget, RestartPolicy, Supervisor, open_supervisor
 from .writer import Writer, WriterStatistics
 
 __all__ = ["KglbHandle", "KglbStatistics", "run_kglb"]
@@ -163,6 +164,13 @@ class KglbHandle:
         self._plane.stop()
 
 
+def writer_settings(config: Config) -> dict:
+    """Writer arguments that follow from the config (also for the --privsep writer process)."""
+    # Drains end on the counters the writer reads: read them often then.
+    drains = any(b.lifecycle.drain_timeout_ms for b in config.balancers)
+    return {"counters_interval": DRAIN_COUNTERS_INTERVAL} if drains else {}
+
+
 async def run_kglb(
     config: Config,
     *,
@@ -197,7 +205,8 @@ async def run_kglb(
             ownership_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "owned.json"
         if writer is None:
             writer = Writer(dataplane, speaker, ownership_path=ownership_path,
-                            keep_on_exit=keep_on_exit, on_apply=on_apply)
+                            keep_on_exit=keep_on_exit, on_apply=on_apply,
+                            **writer_settings(config))
         # One state in flight: the writer drains to the newest anyway, and a
         # generator blocked here just generates again from newer states. The
         # receive end is ours, not the writer's: it must outlive a writer crash.
@@ -205,10 +214,15 @@ async def run_kglb(
         stack.enter_context(receive_desired)
         budget = RestartBudget(policy)
         plane = ControlPlane(config, prober=prober, send_desired=send_desired, resolve=resolve,
-                             budget=budget, coalesce=coalesce)
+                             budget=budget, coalesce=coalesce,
+                             connections=reading_of(writer.statistics),
+                             drain_on_stop=not keep_on_exit)
 
         async with trio.open_nursery() as nursery:
-            await nursery.start(prober.run)
+            # An actor like the others: restarted after a crash, under the shared
+            # budget, which also counts its worker processes' exits.
+            probing = Supervisor(nursery, policy, budget=budget)
+            await probing.start("prober", prober.run, budget=budget)
             if hasattr(speaker, "run"):  # a real speaker polls its daemon (BIRD)
                 await nursery.start(speaker.run)
             # The writer has a supervisor of its own because it outlives the

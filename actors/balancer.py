@@ -14,12 +14,20 @@ publishes the same weights it had, and no real flaps.
 
 The first state is sent once every host had one resolution attempt, so a
 restart never publishes a service without the reals that are still resolving.
+
+The lifecycle rules (:mod:`kglb.lifecycle`) change weights with time too: a
+timer task publishes again at the next slow start step, flap release or drain
+deadline, and polls ``connections`` (the IPVS counters the writer read last)
+while a real drains. A real that leaves the balancer with ``drainTimeoutMs``
+set moves to ``memory.draining`` and stays in the published state at weight 0
+until it is drained; one that comes back meanwhile is restored with its health.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import replace
 
 import structlog
 import trio
@@ -28,8 +36,11 @@ from kglb import BalancerState, ProbeResult, ProbeTarget, observe
 from kglb.balancer import Upstream, balancer_state, state_changed
 from kglb.config import BalancerConfig
 from kglb.fwmark import FwmarkExhausted, FwmarkPool
+from kglb.lifecycle import Drain, flapped, next_ramp_step, release_at, suppressed
 
+from .drain import DRAIN_POLL, Connections, end_drains, no_connections
 from .metrics import CheckTally
+from .probes import Unwatch, Watch
 from .resolver import Resolve, ResolveError, literal, resolve_host
 
 __all__ = ["BalancerMemory", "run_balancer"]
@@ -47,8 +58,8 @@ RESOLVE_CONCURRENCY = 32
 class BalancerMemory:
     """A balancer's knowledge that outlives one run of its actor. Owned by one task at a time."""
 
-    __slots__ = ("addresses", "checks", "fwmarks", "initial", "published", "records",
-                 "resolve_failures")
+    __slots__ = ("addresses", "checks", "draining", "fwmarks", "initial", "published",
+                 "records", "resolve_failures", "serving_since")
 
     def __init__(self) -> None:
         self.addresses: dict[str, str] = {}  # host -> last address it resolved to
@@ -58,20 +69,63 @@ class BalancerMemory:
         self.published: BalancerState | None = None
         self.resolve_failures = 0
         self.checks: dict[str, CheckTally] = {}  # host -> cumulative check counts
+        # (host, address, port) -> an upstream that left and drains (Upstream.drain set)
+        self.draining: dict[tuple[str, str, int], Upstream] = {}
+        # Since when the balancer serves (not initial, not all-down); None: it does not.
+        self.serving_since: float | None = None
 
     def upstreams(self, config: BalancerConfig) -> list[Upstream]:
-        """The configured hosts, in config order, with their address and health."""
+        """The configured hosts, in config order, with their address and health; then
+        the draining ones."""
         out = []
         for host in config.hosts:
             address = self.addresses.get(host)
             record = None if address is None else self.records.get((host, address, config.port))
             out.append(record or Upstream(host=host, address=address))
+        out.extend(self.draining.values())
         return out
 
-    def snapshot(self, config: BalancerConfig, *, statuses: bool = True) -> BalancerState:
-        """The balancer as of now; with ``statuses``, every real's latest check (for status)."""
+    def snapshot(self, config: BalancerConfig, *, statuses: bool = True,
+                 now: float | None = None) -> BalancerState:
+        """The balancer at ``now`` (default: the current trio time); with ``statuses``,
+        every real's latest check (for status)."""
         return balancer_state(config, self.upstreams(config), initial=self.initial,
-                              fwmarks=self.fwmarks, statuses=statuses, previous=self.published)
+                              fwmarks=self.fwmarks, statuses=statuses, previous=self.published,
+                              now=trio.current_time() if now is None else now)
+
+    def leave(self, config: BalancerConfig, key: tuple[str, str, int], now: float) -> None:
+        """Record ``key`` is no longer wanted: it drains if it is in the data plane, else goes."""
+        record = self.records.pop(key)
+        if config.lifecycle.drain_timeout_ms and self._published_real(key[1], key[2]):
+            self.draining[key] = replace(record, drain=Drain(since=now, port=key[2]))
+            log.info("real drains", real=key[0], address=key[1],
+                     timeout_ms=config.lifecycle.drain_timeout_ms)
+
+    def drain_all(self, config: BalancerConfig, now: float) -> None:
+        """Every real leaves (a graceful shutdown that drains); the memory is spent after."""
+        for key in list(self.records):
+            self.leave(config, key, now)
+        self.addresses.clear()  # no host is wanted any more, not even unchecked
+
+    def next_change(self, config: BalancerConfig, now: float) -> float | None:
+        """The next time a weight may change without a new check result (None: never)."""
+        life = config.lifecycle
+        times = []
+        for up in self.records.values():
+            times.append(next_ramp_step(started=up.ramp_from, now=now,
+                                        window_ms=life.slow_start_ms))
+            if life.flap_damping is not None:
+                times.append(release_at(up.flaps, life.flap_damping))
+        if self.draining:
+            times.append(now + DRAIN_POLL)
+        due = [t for t in times if t is not None]
+        return min(due) if due else None
+
+    def _published_real(self, address: str, port: int) -> bool:
+        if self.published is None or not self.published.services:
+            return False
+        return any(r.key.address == address and r.key.port == port
+                   for r in self.published.services[0].reals)
 
     def release_fwmarks(self, pool: FwmarkPool) -> None:
         """Give back every mark held (the balancer is gone for good)."""
@@ -89,14 +143,17 @@ async def run_balancer(
     send: trio.MemorySendChannel[BalancerState],
     resolve: Resolve = resolve_host,
     reresolve_interval: float = RERESOLVE_INTERVAL,
+    connections: Connections = no_connections,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one balancer until cancelled. ``started()`` comes after the first publication.
 
-    ``prober`` offers ``watch(target, *, interval, limiter, send) -> Watch``;
+    ``prober`` is the Prober's inbox: this sends it ``Watch`` and ``Unwatch``;
     ``send`` is the generator's input (not closed here: the supervisor owns it).
+    ``connections()`` is the newest IPVS counters reading (ends drains early).
     """
-    run = _Run(config, prober=prober, fwmarks=fwmarks, memory=memory, send=send, resolve=resolve)
+    run = _Run(config, prober=prober, fwmarks=fwmarks, memory=memory, send=send, resolve=resolve,
+               connections=connections)
     with structlog.contextvars.bound_contextvars(balancer=config.identity):
         try:
             async with run.results_send, run.results, trio.open_nursery() as nursery:
@@ -105,6 +162,7 @@ async def run_balancer(
                 await run.publish()
                 task_status.started()
                 nursery.start_soon(run.reresolve_loop, reresolve_interval)
+                nursery.start_soon(run.lifecycle_loop)
                 await run.consume()
         finally:
             run.stop_watches()
@@ -113,18 +171,21 @@ async def run_balancer(
 class _Run:
     """The state of one run of the actor; everything lasting is in ``memory``."""
 
-    def __init__(self, config, *, prober, fwmarks, memory, send, resolve) -> None:
+    def __init__(self, config, *, prober, fwmarks, memory, send, resolve, connections) -> None:
         self.config: BalancerConfig = config
         self.prober = prober
         self.pool: FwmarkPool = fwmarks
         self.memory: BalancerMemory = memory
         self.send = send
         self.resolve = resolve
+        self.connections = connections
+        self.publishing = trio.Lock()  # two tasks publish: states leave in the order built
+        self.changed = trio.Event()  # set when a state went out: the timer recomputes
         self.limiter = trio.CapacityLimiter(config.checker.concurrency)
         # Unbounded: the prober must never block on one slow balancer; at most
         # one result per watched target per interval can be waiting.
         self.results_send, self.results = trio.open_memory_channel[ProbeResult](math.inf)
-        self.watches: dict[ProbeTarget, object] = {}
+        self.watches: set[ProbeTarget] = set()  # sent to the Prober as Watch
         self.hosts_of: dict[ProbeTarget, tuple[str, ...]] = {}
 
     # ------------------------------------------------------------ resolution
@@ -141,8 +202,13 @@ class _Run:
                     address = await self.resolve(host, self.config.resolve_family)
                 except ResolveError as exc:
                     self.memory.resolve_failures += 1
-                    log.warning("host does not resolve; keeping its last address",
-                                host=host, reason=str(exc), last=self.memory.addresses.get(host))
+                    last = self.memory.addresses.get(host)
+                    if last is None:
+                        log.warning("host does not resolve; left out until it does",
+                                    host=host, reason=str(exc))
+                    else:
+                        log.warning("host does not resolve; keeping its last address",
+                                    host=host, reason=str(exc), last=last)
                     return
             if self.memory.addresses.get(host) != address:
                 self.memory.addresses[host] = address
@@ -175,11 +241,19 @@ class _Run:
                 del table[host]
         current = {(h, memory.addresses[h], config.port)
                    for h in config.hosts if h in memory.addresses}
+        now = trio.current_time()
         for key in list(memory.records):
             if key not in current:
-                del memory.records[key]
-        for host, address, port in current:
-            memory.records.setdefault((host, address, port), Upstream(host=host, address=address))
+                memory.leave(config, key, now)
+        late = memory.published is not None and not memory.initial
+        for key in current:
+            if key in memory.draining:  # back while draining: restored as it was
+                memory.records[key] = replace(memory.draining.pop(key), drain=None)
+                log.info("draining real is back", real=key[0])
+            memory.records.setdefault(key, Upstream(host=key[0], address=key[1], late=late))
+        live = {(a, p) for _, a, p in current}
+        for key in [k for k in memory.draining if (k[1], k[2]) in live]:
+            del memory.draining[key]  # another host wants the same real: it serves on
 
         wanted = {a for _, a, _ in current} if config.enable_fwmarks else set()
         for address in [a for a in memory.fwmarks if a not in wanted]:
@@ -197,16 +271,18 @@ class _Run:
             hosts_of.setdefault(self.target(address, port), []).append(host)
         self.hosts_of = {t: tuple(h) for t, h in hosts_of.items()}
         for target in [t for t in self.watches if t not in self.hosts_of]:
-            self.watches.pop(target).cancel()
+            self.watches.remove(target)
+            self.prober.send_nowait(Unwatch(target=target, send=self.results_send))
         interval = config.checker.interval_ms / 1000
         # After max(rise, fall) equal results a real's health is settled: the
         # prober may fold the ones that follow (kglb.fold).
         quiet_after = max(config.checker.rise, config.checker.fall)
         for target in self.hosts_of:
             if target not in self.watches:
-                self.watches[target] = self.prober.watch(
-                    target, interval=interval, limiter=self.limiter, send=self.results_send,
-                    quiet_after=quiet_after)
+                self.watches.add(target)
+                self.prober.send_nowait(Watch(
+                    target=target, interval=interval, limiter=self.limiter,
+                    send=self.results_send, quiet_after=quiet_after))
 
     def target(self, address: str, port: int) -> ProbeTarget:
         mark = self.memory.fwmarks.get(address, 0)
@@ -214,8 +290,8 @@ class _Run:
                            fwmark=mark, via=self.config.key if mark else None)
 
     def stop_watches(self) -> None:
-        for watch in self.watches.values():
-            watch.cancel()
+        for target in self.watches:
+            self.prober.send_nowait(Unwatch(target=target, send=self.results_send))
         self.watches.clear()
 
     # ------------------------------------------------------------ health
@@ -236,8 +312,9 @@ class _Run:
 
     def observe(self, result: ProbeResult) -> bool:
         """Fold one result in. True if a real's weight decision may have changed."""
-        checker = self.config.checker
+        checker, life = self.config.checker, self.config.lifecycle
         changed = False
+        now = trio.current_time()
         for host in self.hosts_of.get(result.target, ()):
             key = (host, result.target.address, result.target.port)
             old = self.memory.records.get(key)
@@ -248,22 +325,90 @@ class _Run:
             flipped = health.up != old.health.up
             tally = self.memory.checks.get(host) or CheckTally()
             self.memory.checks[host] = tally.record(result, transitioned=flipped)
+            flaps, ramp_from = old.flaps, old.ramp_from
             if flipped:
                 log.info("real is up" if health.up else "real is down", real=host,
                          reason=result.result.reason)
-            self.memory.records[key] = Upstream(
-                host=host, address=old.address, health=health, last=result.result,
+                if not health.up:
+                    ramp_from = None
+                    if life.flap_damping is not None:
+                        flaps = self.flapped(host, old.flaps, now)
+                elif life.slow_start_ms and (old.health.settled or old.late) and self.serving(key):
+                    ramp_from = now
+            self.memory.records[key] = replace(
+                old, health=health, last=result.result, flaps=flaps, ramp_from=ramp_from,
                 since=result.at if flipped or old.since is None else old.since)
             changed = (changed or flipped
                        or health.decided(checker.fall) != old.health.decided(checker.fall))
         return changed
 
+    def flapped(self, host: str, flaps, now: float):
+        damping = self.config.lifecycle.flap_damping
+        was = suppressed(flaps, now=now, damping=damping)
+        flaps = flapped(flaps, now=now, damping=damping)
+        if not was and flaps.suppressed:  # logged once per suppression
+            log.warning("real is flapping: suppressed", real=host, penalty=round(flaps.penalty, 2),
+                        until=release_at(flaps, damping))
+        return flaps
+
+    def serving(self, key) -> bool:
+        """True if a real other than ``key`` serves now and the balancer has served for
+        a whole slow start window (slow start ramps only then): the reals of a balancer
+        that starts or comes back from all-down come in together, at full weight."""
+        life, now = self.config.lifecycle, trio.current_time()
+        damping, since = life.flap_damping, self.memory.serving_since
+        if since is None or now - since < life.slow_start_ms / 1000:
+            return False
+        return any(
+            other != key and up.health.up and not suppressed(up.flaps, now=now, damping=damping)
+            for other, up in self.memory.records.items())
+
+    # ------------------------------------------------------------ lifecycle timers
+
+    async def lifecycle_loop(self) -> None:
+        """Publish again when a weight changes with time; end drains."""
+        while True:
+            self.changed = trio.Event()
+            due = self.memory.next_change(self.config, trio.current_time())
+            with trio.move_on_at(math.inf if due is None else due):
+                await self.changed.wait()
+            now = trio.current_time()
+            self.release(now)
+            end_drains(self.memory, self.config, now, self.connections())
+            async with self.publishing:
+                await publish(self.memory, self.config, self.send)
+
+    def release(self, now: float) -> None:
+        """Clear the suppressed flag of reals whose penalty decayed (logged once)."""
+        damping = self.config.lifecycle.flap_damping
+        for key, up in list(self.memory.records.items()):
+            if up.flaps.suppressed and not suppressed(up.flaps, now=now, damping=damping):
+                self.memory.records[key] = replace(up, flaps=replace(
+                    up.flaps, penalty=up.flaps.penalty_at(now, damping), at=now, suppressed=False))
+                log.info("real is no longer suppressed", real=key[0])
+
     async def publish(self) -> None:
-        state = self.memory.snapshot(self.config, statuses=False)  # status reads snapshots
-        self.memory.initial = state.initial
-        if not state_changed(self.memory.published, state):
-            return
-        if state.failsafe and not (self.memory.published and self.memory.published.failsafe):
-            log.error("failsafe mode is enabled: every real is down, all are given weight_up")
-        self.memory.published = state
-        await self.send.send(state)
+        async with self.publishing:
+            if await publish(self.memory, self.config, self.send):
+                self.changed.set()
+
+
+async def publish(memory: BalancerMemory, config: BalancerConfig,
+                  send: trio.MemorySendChannel[BalancerState]) -> bool:
+    """Send ``memory``'s state now if it changed in what the data plane or routes see.
+
+    True if it was sent."""
+    now = trio.current_time()
+    state = memory.snapshot(config, statuses=False, now=now)  # status reads snapshots
+    memory.initial = state.initial
+    if state.initial or state.failsafe or state.alive_ratio == 0:
+        memory.serving_since = None
+    elif memory.serving_since is None:
+        memory.serving_since = now
+    if not state_changed(memory.published, state):
+        return False
+    if state.failsafe and not (memory.published and memory.published.failsafe):
+        log.error("failsafe mode is enabled: every real is down, all are given weight_up")
+    memory.published = state
+    await send.send(state)
+    return True

@@ -9,8 +9,14 @@ runs on real IPVS where the kernel has ip_vs and we are root (VIPs are
 TEST-NET-1 addresses, removed at the end), else on the in-memory data plane;
 ``--dataplane`` forces one.
 
+Lifecycle rules (kglb.lifecycle) are on: a recovering real while others
+serve (web's and api's flapping ones) ramps up in slow start steps ("ramping"
+in the table; the batch balancer, back from all-down, does not), and a third
+of the way in the config is reloaded without api's last real, which drains
+("draining", connections and time left) before it is deleted.
+
 The table is redrawn every second for ``--duration`` seconds, then the
-control plane shuts down gracefully and the demo exits 0.
+control plane shuts down gracefully (draining every real) and the demo exits 0.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import TextIO
 import trio
 
 from kglb import ForwardMethod, Service, ServiceKey
-from kglb.config import BalancerConfig, BgpAttributes, CheckerConfig, Config, HttpCheck
+from kglb.config import BalancerConfig, BgpAttributes, CheckerConfig, Config, HttpCheck, Lifecycle
 
 from . import logs
 from ._cmd_status import render_table
@@ -81,7 +87,9 @@ def demo_reals(timing: Timing) -> dict[str, list[DemoReal]]:
     return out
 
 
-def demo_config(reals: dict[str, list[DemoReal]], ports: dict[str, int], timing: Timing) -> Config:
+def demo_config(reals: dict[str, list[DemoReal]], ports: dict[str, int], timing: Timing,
+                *, without: str | None = None) -> Config:
+    """The demo's config; ``without`` leaves that real's address out (the drain shown)."""
     checker = CheckerConfig(
         check=HttpCheck(uri="/health", codes=(200,), timeout_ms=timing.timeout_ms),
         interval_ms=timing.interval_ms, rise=timing.rise, fall=timing.fall)
@@ -91,8 +99,10 @@ def demo_config(reals: dict[str, list[DemoReal]], ports: dict[str, int], timing:
             name=name, setup_name="demo",
             service=Service(key=ServiceKey.tcp(vip, 80), scheduler="wrr"),
             forward=ForwardMethod.MASQ, port=ports[name],
-            hosts=tuple(r.address for r in reals[name]), checker=checker,
-            announce_limit_ratio=0.5,
+            hosts=tuple(r.address for r in reals[name] if r.address != without),
+            checker=checker, announce_limit_ratio=0.5,
+            lifecycle=Lifecycle(drain_timeout_ms=10 * timing.interval_ms,
+                                slow_start_ms=4 * timing.interval_ms),
             bgp=BgpAttributes(local_asn=65000, peer_asn=65001, community="65000:1",
                               prefix=vip, prefixlen=32)))
     return Config(balancers=tuple(balancers))
@@ -157,8 +167,12 @@ async def run_demo(*, duration: float = 30.0, refresh: float = 1.0, timing: Timi
             mode = "kernel IPVS" if kernel else "in-memory"
             interrupted = trio.Event()
             nursery.start_soon(_first_signal, interrupted)
+            leaving = reals["api"][-1].address
             while True:
                 elapsed = trio.current_time() - began
+                if elapsed >= duration / 3 and leaving:  # show a drain
+                    await handle.reload(demo_config(reals, ports, timing, without=leaving))
+                    leaving = None
                 screen.draw(handle.statistics(), elapsed=elapsed, duration=duration, mode=mode)
                 if elapsed >= duration or interrupted.is_set():
                     break

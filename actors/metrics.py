@@ -337,10 +337,27 @@ def _ours(stats, lag: LoopLag | None) -> Iterator[Metric]:
                  (*SS, "host", "address", "port", "reason"))
     transitions = _Family(P + "health_transitions_total", "Up/down changes per real.", "counter",
                           (*SS, "host"))
+    life = _Family(P + "real_lifecycle", "1 for a real in a lifecycle state (draining, "
+                   "suppressed, ramping, kept); reals that are plainly up or down have none.",
+                   "gauge", (*SS, "host", "address", "state"))
+    drain_conns = _Family(P + "real_drain_connections", "ActiveConn of a draining real.",
+                          "gauge", (*SS, "host", "address"))
+    drain_left = _Family(P + "real_drain_seconds_left", "Time until a draining real is deleted "
+                         "anyway.", "gauge", (*SS, "host", "address"))
+    penalty = _Family(P + "real_flap_penalty", "Flap damping penalty of a real (when above 0).",
+                      "gauge", (*SS, "host", "address"))
     latency: dict[tuple[str, str], list[Histogram]] = {}
     for b in stats.balancers:
         labels = (b.setup_name or "unknown", b.name or "unknown")
         for r in b.reals:
+            if r.state not in ("", "up", "down"):
+                life.set(1.0, *labels, r.host, r.address or "", r.state)
+            if r.drain_left is not None:
+                drain_left.set(r.drain_left, *labels, r.host, r.address or "")
+                if r.connections is not None:
+                    drain_conns.set(r.connections, *labels, r.host, r.address or "")
+            if r.penalty > 0:
+                penalty.set(r.penalty, *labels, r.host, r.address or "")
             reason = r.last.reason if r.last else "none"
             up.set(1.0 if r.health.up else 0.0, *labels, r.host, r.address or "", str(r.port),
                    reason)
@@ -353,7 +370,8 @@ def _ours(stats, lag: LoopLag | None) -> Iterator[Metric]:
     for labels, histograms in latency.items():
         h = Histogram.merge(histograms)
         hist.add_metric(list(labels), h.cumulative(), h.total)
-    yield from (up.metric(), transitions.metric(), hist)
+    yield from (up.metric(), transitions.metric(), hist, life.metric(), drain_conns.metric(),
+                drain_left.metric(), penalty.metric())
 
     writer, prober = stats.writer, stats.prober
     simple = [

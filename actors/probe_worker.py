@@ -21,6 +21,7 @@ import trio
 from kglb.fold import FOLD_PERIOD
 
 from . import _probe_pipe
+from ._probe_pipe import UnwatchCommand, WatchCommand, WorkerReport, WorkerResult
 from .probes import Prober
 
 # Results are gathered this long before a report is written (fewer, larger frames),
@@ -44,11 +45,11 @@ class _Outbox:
     """Results waiting for the pipe, tagged with their probe id."""
 
     def __init__(self) -> None:
-        self.results: list[tuple] = []
+        self.results: list[WorkerResult] = []
         self.ready = trio.Event()
         self.urgent = trio.Event()
 
-    def take(self) -> list[tuple]:
+    def take(self) -> list[WorkerResult]:
         results, self.results = self.results, []
         self.ready = trio.Event()
         self.urgent = trio.Event()
@@ -68,8 +69,9 @@ class _Tag:
 
     def send_nowait(self, message) -> None:
         r = message.result
-        self.outbox.results.append(
-            (self.probe_id, r.passed, r.reason, r.latency, message.folded, message.at))
+        self.outbox.results.append(WorkerResult(
+            probe_id=self.probe_id, passed=r.passed, reason=r.reason, latency=r.latency,
+            at=message.at, folded=message.folded))
         self.outbox.ready.set()
         if not message.folded:
             self.outbox.urgent.set()
@@ -86,24 +88,26 @@ class _Worker:
         self.watches = {}  # probe id -> Watch
         self.limiters: dict[int, trio.CapacityLimiter] = {}
 
-    def apply(self, command: tuple) -> None:
-        if command[0] == "unwatch":
-            watch = self.watches.pop(command[1], None)
+    def apply(self, command: WatchCommand | UnwatchCommand) -> None:
+        if isinstance(command, UnwatchCommand):
+            watch = self.watches.pop(command.probe_id, None)
             if watch is not None:
                 watch.cancel()
             return
-        _, probe_id, target, interval, limiter_key, tokens, quiet_after = command
-        share = max(1, math.ceil(tokens / self.shares))
-        limiter = self.limiters.get(limiter_key)
+        if not isinstance(command, WatchCommand):
+            raise TypeError(f"not a probe worker command: {type(command).__name__}")
+        share = max(1, math.ceil(command.tokens / self.shares))
+        limiter = self.limiters.get(command.limiter)
         if limiter is None:
-            limiter = self.limiters[limiter_key] = trio.CapacityLimiter(share)
+            limiter = self.limiters[command.limiter] = trio.CapacityLimiter(share)
         elif limiter.total_tokens != share:
             limiter.total_tokens = share
+        probe_id = command.probe_id
         old = self.watches.get(probe_id)
         # The new watch first: the probe keeps running, with the new interval.
         self.watches[probe_id] = self.prober.watch(
-            target, interval=interval, limiter=limiter, send=_Tag(self.outbox, probe_id),
-            quiet_after=quiet_after,
+            command.target, interval=command.interval, limiter=limiter,
+            send=_Tag(self.outbox, probe_id), quiet_after=command.quiet_after,
         )
         if old is not None:
             old.cancel()
@@ -129,9 +133,10 @@ async def _write_reports(worker: _Worker, stdout: trio.abc.SendStream) -> None:
         in_flight, missed = worker.prober.counters()
         # Counted here, as checked: the folded results reach the Prober later.
         # The clock's offset lets the Prober place each result's time on its own clock.
-        frame = (worker.outbox.take(), in_flight, missed, worker.prober.checks_done()[1],
-                 trio.current_time() - time.perf_counter())
-        await stdout.send_all(_probe_pipe.encode(frame))
+        report = WorkerReport(results=tuple(worker.outbox.take()), in_flight=in_flight,
+                              missed=missed, by_reason=worker.prober.checks_done()[1],
+                              clock=trio.current_time() - time.perf_counter())
+        await stdout.send_all(_probe_pipe.encode(report))
         written = trio.current_time()
 
 

@@ -1,27 +1,31 @@
-"""The probing layer: one probe task per distinct ProbeTarget, results to every watcher.
+"""The probing layer: one probe per distinct ProbeTarget, results to every watcher.
 
-Theory of operation. A balancer actor calls ``prober.watch(target, interval=,
-limiter=, send=)`` for each real it checks. The first watch of a target
-starts its probe task, which checks at once and then every ``interval``
-seconds, each gap stretched or shrunk by a random factor within ±``jitter``.
-The first gap alone is spread over a whole interval (½ to 1½ intervals), so
+Theory of operation. The Prober is an actor: a balancer sends
+``Watch(target=, interval=, limiter=, send=)`` to its ``inbox`` for each real
+it checks, and ``Unwatch(target=, send=)`` when it stops; code in the
+Prober's own task may call ``watch()`` instead. The first watch of a target
+starts its probe on the probe driver (:mod:`actors._lean_engine`), which
+checks at once and then every ``interval`` seconds on the one schedule of
+:mod:`kglb.schedule`: each gap stretched or shrunk by a random factor within
+±``jitter``, the first spread over a whole interval (½ to 1½ intervals), so
 that the thousands of probes a config load starts together do not check in
 bursts ever after. ``jitter=0`` makes it all exact.
-Each check is awaited under the balancer's CapacityLimiter (kglb's
+Each check holds a token of the balancer's CapacityLimiter (kglb's
 concurrency_limit) and its ProbeResult is sent to every watcher of the target.
 There is no round barrier: a slow or hanging real delays only its own probe.
 
 Several watchers of one target (two balancers with the same real and check)
 share its probe: it runs at the shortest of their intervals, under the
-limiter of the oldest watcher. ``Watch.cancel()`` stops delivery at once; the
-probe task ends when its last watcher is gone. A watcher whose channel is
-closed is cancelled. A result goes into the channel's buffer without a
-scheduling round; when the buffer is full, sending waits: a consumer that
-does not keep up slows its targets' probes (backpressure) rather than losing
-results. Consumers should drain their channel with ``receive_nowait()`` after
-each ``receive()``: every ``receive()`` costs a whole trio scheduling round,
-and with thousands of probe tasks runnable a one-at-a-time consumer falls
-behind (measured: 30 results/s consumed of 3000/s produced).
+limiter of the oldest watcher. An Unwatch stops delivery at once; the
+probe ends when its last watcher is gone. A watcher whose channel is closed
+is cancelled. A result goes into the channel's buffer without a scheduling
+round; when the buffer is full, that target's probe pauses until it is
+delivered: a consumer that does not keep up slows its targets' probes
+(backpressure) rather than losing results. Consumers should drain their
+channel with ``receive_nowait()`` after each ``receive()``: every
+``receive()`` costs a whole trio scheduling round, and with thousands of
+results waiting a one-at-a-time consumer falls behind (measured: 30 results/s
+consumed of 3000/s produced).
 
 A watcher may pass ``quiet_after`` (a balancer: ``max(rise, fall)``): once
 that many results in a row agree, its target's further equal results are
@@ -32,19 +36,17 @@ turns 10k deliveries per second into about 1k (``python -m benchmarks e2e``).
 A target is folded only if every watcher asked for it, after the largest
 ``quiet_after`` of them; a new watcher gets its next ``quiet_after`` results.
 
-With ``workers=N`` the probe tasks run in N worker processes instead
-(:mod:`actors._probe_shards`): the watchers, delivery and statistics stay
-here, the checks run there. Use it above about ``SHARD_THRESHOLD`` checks per
-second (see :func:`suggested_workers`).
+With ``workers=N`` the probes run in N worker processes instead
+(:mod:`actors._probe_shards`), each on its own driver: the watchers, delivery
+and statistics stay here, the checks run there. Use it above about
+``SHARD_THRESHOLD`` checks per second (see :func:`suggested_workers`).
 
 With ``lean`` on (the default) and the stock ``run_check``, tcp and
-plain-http targets are not probe tasks: one
-:class:`actors._lean_engine.LeanEngine` runs them all on a private epoll, on
-the same schedule, limiter and delivery, at a fraction of the CPU per check
-(benchmarks/probes.py: 0.4-0.6x the bare trio checker at 10k checks/s), with
-times to within its 2 ms tick. A result that does not fit a watcher's buffer
-pauses that target's probe until it is delivered (the same backpressure).
-Other checks, and any injected check function, run as probe tasks.
+plain-http checks run as state machines on the driver's epoll, no task per
+check, at a fraction of the CPU (benchmarks/probes.py), with due times to
+within its 2 ms tick; the other checks, and any injected check function, run
+as one task per check started by the driver. Both report the same reasons
+for the same bytes (tests/unit/test_probe_conformance.py).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from kglb import CheckResult, ProbeResult, ProbeTarget
 from kglb.fold import FOLD_PERIOD, Fold
 
 from . import _probe_shards
+from ._probe_watch import Probe, Subscription, Unwatch, Watch
 from ._lean_engine import LeanEngine
 from .checks import TUNNEL_SOURCES, run_check
 
@@ -76,7 +79,6 @@ CheckFunction = Callable[[ProbeTarget], Awaitable[CheckResult]]
 #: wake-ups dominate): in-process it keeps up with 10k/s on an idle core, but
 #: workers keep the main process responsive.
 SHARD_THRESHOLD = 2000.0
-_FIRST_SPREAD = 0.5  # the first gap is between ½ and 1½ intervals (with jitter on)
 _FOLD_SPREAD = 0.5  # a target's fold period is within ±50% of the Prober's
 
 
@@ -106,69 +108,6 @@ class ProberStatistics:
     workers: tuple[_probe_shards.WorkerStatistics, ...] = ()
 
 
-class Watch:
-    """One watcher's subscription to a target's results. ``cancel()`` ends it."""
-
-    __slots__ = ("_prober", "active", "interval", "limiter", "quiet_after", "send", "target")
-
-    def __init__(self, prober, target, interval, limiter, send, quiet_after=0) -> None:
-        self._prober = prober
-        self.target = target
-        self.interval = interval
-        self.limiter = limiter
-        self.send = send
-        self.quiet_after = quiet_after
-        self.active = True
-
-    def cancel(self) -> None:
-        """Stop delivering to this watcher (idempotent, never blocks)."""
-        if self.active:
-            self.active = False
-            self._prober._unwatch(self)
-
-    def __repr__(self) -> str:
-        state = "active" if self.active else "cancelled"
-        return f"<Watch {self.target.address}:{self.target.port} every {self.interval}s {state}>"
-
-
-class Probe:
-    """The shared state of one target's probe: its watchers and its task's scope."""
-
-    __slots__ = ("fold", "id", "last", "lean", "scope", "shard", "target", "watchers")
-
-    def __init__(self, target: ProbeTarget, id: int) -> None:
-        self.target = target
-        self.id = id
-        self.watchers: list[Watch] = []
-        self.last: ProbeResult | None = None
-        self.scope: trio.CancelScope | None = None  # only a probe task has one
-        self.shard = None
-        self.lean = False  # run by the Prober's LeanEngine, not a probe task
-        self.fold: Fold | None = None  # None: sharded (its worker folds)
-
-    @property
-    def interval(self) -> float:
-        watchers = self.watchers
-        if len(watchers) == 1:  # the common case, read at every check
-            return watchers[0].interval
-        return min(watch.interval for watch in watchers)
-
-    @property
-    def limiter(self) -> trio.CapacityLimiter:
-        return self.watchers[0].limiter
-
-    @property
-    def quiet_after(self) -> int:
-        """Fold after this many equal results: every watcher must allow it (0: never)."""
-        quiet = [watch.quiet_after for watch in self.watchers]
-        return 0 if 0 in quiet else max(quiet, default=0)
-
-    def refold(self) -> None:
-        """The watchers changed: fold by their rule, and let the next results through."""
-        if self.fold is not None:
-            self.fold.restart(self.quiet_after)
-
-
 class Prober:
     """Runs the probes of every watched target; see the module docstring.
 
@@ -176,8 +115,8 @@ class Prober:
     with fake checks in virtual time; with workers it must be a module-level
     function the workers can import). ``source_v4``/``source_v6`` are the
     source addresses of tunnelled checks (None: the address the kernel uses
-    to reach the real). ``lean`` runs tcp and plain-http checks on the lean
-    engine (only with the stock ``run_check``; see the module docstring).
+    to reach the real). ``lean`` runs tcp and plain-http checks as the driver's
+    state machines (only with the stock ``run_check``; see the module docstring).
     ``fold_period`` is the longest a folded result waits (:mod:`kglb.fold`).
     """
 
@@ -197,7 +136,6 @@ class Prober:
             raise ValueError("fold_period must be >= 0")
         if workers < 0:
             raise ValueError("workers must be >= 0")
-        self._check = check
         self._jitter = jitter
         self._sources = {socket.AF_INET: source_v4, socket.AF_INET6: source_v6}
         self._probes: dict[ProbeTarget, Probe] = {}
@@ -206,27 +144,103 @@ class Prober:
         self._nursery: trio.Nursery | None = None
         self._checks = 0
         self._by_reason: Counter[str] = Counter()
-        self._in_flight = 0
-        self._missed = 0
         self._fold_period = fold_period
-        self._shards = _probe_shards.Shards(self, workers, check, jitter, self._sources,
-                                            fold_period)
-        self._lean = None
-        if lean and check is run_check and not workers:
-            self._lean = LeanEngine(self._lean_result, jitter=jitter)
+        self._check = check
+        self._shards = self._new_shards(workers)
+        self._wanted_workers = workers
+        self._reshard: trio.CancelScope | None = None
+        self._lean_checks = lean
+        self._driver: LeanEngine | None = None  # in-process only, while running
+        # Unbounded: a balancer must never block on the Prober, and it sends at most
+        # one message per real added or removed.
+        self.inbox, self._inbox = trio.open_memory_channel[Watch | Unwatch](math.inf)
+        self._watchers: dict[tuple[ProbeTarget, object], Subscription] = {}  # (target, send)
+        self._missed_before = 0  # by the drivers of earlier runs
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Run the probes (and the worker processes) until cancelled."""
-        async with trio.open_nursery() as nursery:
-            await self._shards.start(nursery)
-            if self._lean is not None:
-                await nursery.start(self._run_lean)
-            self._nursery = nursery
-            try:
+    def _new_shards(self, workers: int) -> _probe_shards.Shards:
+        return _probe_shards.Shards(self, workers, self._check, self._jitter, self._sources,
+                                    self._fold_period)
+
+    def _new_fold(self, quiet_after: int) -> Fold:
+        # Each its own period: targets watched together (a config load) settle
+        # together, and equal periods would release their results in bursts.
+        spread = _FOLD_SPREAD if self._jitter else 0.0  # jitter=0: all exact
+        return Fold(quiet_after, period=self._fold_period * random.uniform(1 - spread, 1 + spread))
+
+    def _new_driver(self) -> LeanEngine | None:
+        if self._shards:
+            return None  # each worker has its own
+        return LeanEngine(self._deliver, check=self._check, lean=self._lean_checks,
+                          jitter=self._jitter)
+
+    async def run(self, *, budget=None,
+                  task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run the probes (and the worker processes) until cancelled.
+
+        ``budget`` (an ``actors.supervisor.RestartBudget``) counts the worker
+        processes' exits with every actor's crashes (None: a budget of its own).
+        A Supervisor may run this again after a crash: every probe watched so
+        far starts again, at once. :meth:`set_workers` restarts it the same way.
+        """
+        while True:
+            if self._wanted_workers != len(self._shards):
+                self._move_to(self._wanted_workers)
+            with trio.CancelScope() as self._reshard:
+                await self._run(budget, task_status)
+            # Here only when set_workers cancelled the scope (a shutdown cancels an
+            # outer one too, and its Cancelled leaves this loop): move, run again.
+            task_status = trio.TASK_STATUS_IGNORED  # started already
+
+    async def _run(self, budget, task_status) -> None:
+        if budget is None and self._shards:
+            # Imported here: the supervisor's imports (metrics, balancers) are ~8 MB
+            # of RSS that a probe worker, whose Prober has no workers, does without.
+            from .supervisor import RestartBudget
+
+            budget = RestartBudget()
+        driver = self._driver = self._new_driver()
+        try:
+            async with trio.open_nursery() as nursery:
+                await self._shards.start(nursery, budget)
+                if driver is not None:
+                    await nursery.start(self._run_driver)
+                    for probe in self._probes.values():  # none, unless restarted
+                        driver.add(probe)
+                self._nursery = nursery
                 task_status.started()
-                await trio.sleep_forever()
-            finally:
-                self._nursery = None
+                async for message in self._inbox:  # never ends: self.inbox stays open
+                    self._apply(message)
+        finally:
+            self._nursery = None
+            self._driver = None
+            if driver is not None:
+                self._missed_before += driver.missed  # a restart keeps the count
+
+    def set_workers(self, workers: int) -> None:
+        """Probe in ``workers`` processes from now on (0: in-process), as at start with
+        that count: a reload calls this with the count its config asks for. Every
+        probe moves at once (its next check comes at once); nothing is lost but
+        the checks in flight."""
+        if workers < 0:
+            raise ValueError("workers must be >= 0")
+        self._wanted_workers = workers
+        if workers != len(self._shards) and self._reshard is not None:
+            self._reshard.cancel()
+
+    def _move_to(self, workers: int) -> None:
+        # Keep what the old workers counted (their statistics go with them).
+        for checks, by_reason in self._shards.checks_done():
+            self._checks += checks
+            self._by_reason.update(by_reason)
+        self._missed_before += sum(shard.missed for shard in self._shards.statistics())
+        self._shards = self._new_shards(workers)
+        for probe in self._probes.values():
+            probe.shard = None
+            if self._shards:
+                probe.fold = None  # its worker folds
+                self._shards.assign(probe)
+            elif probe.fold is None:
+                probe.fold = self._new_fold(probe.quiet_after)
 
     def watch(
         self,
@@ -236,8 +250,10 @@ class Prober:
         limiter: trio.CapacityLimiter,
         send: trio.MemorySendChannel[ProbeResult],
         quiet_after: int = 0,
-    ) -> Watch:
-        """Deliver ``target``'s results to ``send`` until the returned Watch is cancelled.
+    ) -> Subscription:
+        """Deliver ``target``'s results to ``send`` until the returned Subscription is
+        cancelled. For code in the Prober's own task (a probe worker, tests); actors
+        send :class:`Watch` and :class:`Unwatch` to :attr:`inbox` instead.
 
         ``send`` is a MemorySendChannel (anything with ``send_nowait`` and
         ``send``); ``limiter`` bounds the checks in flight of this watcher's
@@ -250,7 +266,7 @@ class Prober:
             raise ValueError("interval must be > 0")
         if quiet_after < 0:
             raise ValueError("quiet_after must be >= 0")
-        watch = Watch(self, target, interval, limiter, send, quiet_after)
+        watch = Subscription(self, target, interval, limiter, send, quiet_after)
         probe = self._probes.get(target)
         if probe is None:
             probe = self._probes[target] = Probe(target, self._next_id)
@@ -260,24 +276,26 @@ class Prober:
             if self._shards:
                 self._shards.assign(probe)
                 return watch
-            # Each its own period: targets watched together (a config load) settle
-            # together, and equal periods would release their results in bursts.
-            spread = _FOLD_SPREAD if self._jitter else 0.0  # jitter=0: all exact
-            period = self._fold_period * random.uniform(1 - spread, 1 + spread)
-            probe.fold = Fold(quiet_after, period=period)
-            if self._lean is not None and self._lean.accepts(target):
-                probe.lean = True
-                self._lean.add(probe)
-            else:
-                probe.scope = trio.CancelScope()
-                self._nursery.start_soon(self._probe, probe)
+            probe.fold = self._new_fold(quiet_after)
+            self._driver.add(probe)
         else:
             probe.watchers.append(watch)
             probe.refold()
             self._shards.update(probe)
         return watch
 
-    def _unwatch(self, watch: Watch) -> None:
+    def _apply(self, message: Watch | Unwatch) -> None:
+        key = (message.target, message.send)
+        old = self._watchers.pop(key, None)
+        if isinstance(message, Watch):
+            # The new subscription first: the probe keeps running, with the new settings.
+            self._watchers[key] = self.watch(
+                message.target, interval=message.interval, limiter=message.limiter,
+                send=message.send, quiet_after=message.quiet_after)
+        if old is not None:
+            old.cancel()
+
+    def _unwatch(self, watch: Subscription) -> None:
         probe = self._probes.get(watch.target)
         if probe is None or watch not in probe.watchers:
             return
@@ -289,10 +307,8 @@ class Prober:
         # Forget the probe now, so a new watch of this target starts a fresh one.
         del self._probes[watch.target]
         del self._by_id[probe.id]
-        if probe.scope is not None:
-            probe.scope.cancel()
-        if probe.lean:
-            self._lean.remove(probe)
+        if self._driver is not None:
+            self._driver.remove(probe)
         self._shards.release(probe)
 
     def statistics(self) -> ProberStatistics:
@@ -323,45 +339,13 @@ class Prober:
 
     def counters(self) -> tuple[int, int]:
         """(in flight, missed) of the in-process probes, cheaply (for worker reports)."""
-        if self._lean is None:
-            return self._in_flight, self._missed
-        return self._in_flight + self._lean.in_flight, self._missed + self._lean.missed
+        if self._driver is None:
+            return 0, self._missed_before
+        return self._driver.in_flight, self._missed_before + self._driver.missed
 
-    async def _run_lean(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        TUNNEL_SOURCES.set(self._sources)  # read by the lean checks' tunnel_source()
-        await self._lean.run(task_status=task_status)
-
-    async def _probe(self, probe: Probe) -> None:
-        TUNNEL_SOURCES.set(self._sources)
-        with probe.scope:
-            due = trio.current_time()
-            # Targets often become known together (a config load): the first gap
-            # spreads them over a whole interval, so they do not stay in step.
-            spread = _FIRST_SPREAD if self._jitter else 0.0
-            while True:
-                await trio.sleep_until(due)
-                async with probe.limiter:
-                    if not probe.watchers:
-                        # The last watcher left while this task yielded to take the
-                        # limiter; its cancellation arrives at the next checkpoint.
-                        return
-                    start = trio.current_time()
-                    interval = probe.interval
-                    if start - due >= interval:
-                        # Whole intervals without a check: count them, and start a new
-                        # schedule from now rather than catching up in a burst.
-                        self._missed += int((start - due) // interval)
-                        due = start
-                    self._in_flight += 1
-                    try:
-                        result = await self._check(probe.target)
-                    finally:
-                        self._in_flight -= 1
-                await self.deliver(probe, result)
-                # From the due time, not the start: a busy loop's wake-up delays
-                # must not stretch every period.
-                due += interval * (1 + random.uniform(-spread, spread))
-                spread = self._jitter
+    async def _run_driver(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        TUNNEL_SOURCES.set(self._sources)  # read by every check's tunnel_source()
+        await self._driver.run(task_status=task_status)
 
     def _outgoing(self, probe: Probe, result: CheckResult, at: float) -> tuple[ProbeResult, ...]:
         """Record one check of an in-process probe; the messages its watchers get now."""
@@ -371,11 +355,30 @@ class Prober:
         probe.last = message
         return probe.fold.add(message)
 
-    def _lean_result(self, probe: Probe, result: CheckResult, at: float) -> bool:
-        """Deliver a lean check's result without blocking; False: the probe waits
-        until the watchers whose buffers were full have taken it."""
-        late: dict[Watch, list[ProbeResult]] = {}
-        for message in self._outgoing(probe, result, at):
+    def _deliver(self, probe: Probe, result: CheckResult, at: float) -> bool:
+        """The driver's results: record and send without blocking; False: the probe
+        waits until the watchers whose buffers were full have taken them."""
+        late = self._send_nowait(probe, self._outgoing(probe, result, at))
+        if late and self._nursery is not None:  # None: shutting down, nothing to wait for
+            self._nursery.start_soon(self._send_late, late, probe)
+        return not late
+
+    async def forward(self, probe: Probe, message: ProbeResult) -> None:
+        """Send a sharded ``probe``'s result (folded and counted by its worker)."""
+        # The newest result, without the latencies folded into it (10k of those
+        # tuples, kept until each target's next message, were ~4 MB).
+        probe.last = message if not message.folded else ProbeResult(
+            target=message.target, result=message.result, at=message.at)
+        late = self._send_nowait(probe, (message,))
+        if late:
+            await self._send_late(late)
+
+    @staticmethod
+    def _send_nowait(probe: Probe, messages) -> dict[Subscription, list[ProbeResult]]:
+        """Send ``messages`` to every watcher with room, with no scheduling round (the
+        common case); return what did not fit, per watcher, in order."""
+        late: dict[Subscription, list[ProbeResult]] = {}
+        for message in messages:
             for watch in tuple(probe.watchers):
                 if not watch.active:
                     continue
@@ -388,11 +391,10 @@ class Prober:
                     late[watch] = [message]
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     watch.cancel()
-        if late and self._nursery is not None:  # None: shutting down, nothing to wait for
-            self._nursery.start_soon(self._send_late, probe, late)
-        return not late
+        return late
 
-    async def _send_late(self, probe: Probe, late: dict[Watch, list[ProbeResult]]) -> None:
+    async def _send_late(self, late: dict[Subscription, list[ProbeResult]], paused=None) -> None:
+        """Wait until each watcher took its messages; then resume the ``paused`` probe."""
         for watch, messages in late.items():
             for message in messages:
                 if watch.active:
@@ -400,34 +402,8 @@ class Prober:
                         await watch.send.send(message)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         watch.cancel()
-        self._lean.resume(probe)
-
-    async def deliver(self, probe: Probe, result: CheckResult) -> None:
-        """Record one check of an in-process ``probe`` and send it to its watchers."""
-        for message in self._outgoing(probe, result, trio.current_time()):
-            await self._send(probe, message)
-
-    async def forward(self, probe: Probe, message: ProbeResult) -> None:
-        """Send a sharded ``probe``'s result (folded and counted by its worker)."""
-        # The newest result, without the latencies folded into it (10k of those
-        # tuples, kept until each target's next message, were ~4 MB).
-        probe.last = message if not message.folded else ProbeResult(
-            target=message.target, result=message.result, at=message.at)
-        await self._send(probe, message)
-
-    @staticmethod
-    async def _send(probe: Probe, message: ProbeResult) -> None:
-        for watch in tuple(probe.watchers):
-            if not watch.active:
-                continue
-            try:
-                try:
-                    # No scheduling round per result when there is room (the common case).
-                    watch.send.send_nowait(message)
-                except trio.WouldBlock:
-                    await watch.send.send(message)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                watch.cancel()
+        if paused is not None and self._driver is not None:
+            self._driver.resume(paused)
 
     def probe_by_id(self, id: int) -> Probe | None:
         return self._by_id.get(id)

@@ -15,7 +15,8 @@ Shape (version 1)::
                     "failsafe", "route": null | {"prefix", "announced"}, "vip": null | str,
                     "reals": [{"host", "address", "port", "weight", "health",
                                "count", "reason", "passed", "latency_ms",
-                               "since", "since_seconds", "fwmark"}]}],
+                               "since", "since_seconds", "fwmark", "state",
+                               "connections", "drain_left_seconds", "flap_penalty"}]}],
      "applied": null | {"at", "age_seconds", "services": [...], "addresses": [...],
                         "routes": [...]},
      "in_sync": bool, "writer": {...}, "owned": {...}, "foreign": {...},
@@ -83,6 +84,11 @@ def _balancer(b, route_decisions, now: float, wall: float) -> dict:
             "since": _iso(since),
             "since_seconds": None if r.since is None else round(now - r.since, 3),
             "fwmark": r.fwmark,
+            # lifecycle (kglb.lifecycle): draining, suppressed, ramping, kept, up, down
+            "state": r.state or ("up" if r.health.up else "down"),
+            "connections": r.connections,
+            "drain_left_seconds": None if r.drain_left is None else round(r.drain_left, 3),
+            "flap_penalty": round(r.penalty, 3),
         })
     return {
         "name": b.name,

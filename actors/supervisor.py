@@ -32,6 +32,7 @@ from kglb.config import BalancerConfig, Config
 from kglb.fwmark import FwmarkPool
 
 from .balancer import BalancerMemory, run_balancer
+from .drain import Connections, drain_at_shutdown, no_connections
 from .generator import COALESCE, Expect, GeneratorMemory, run_generator
 from .resolver import Resolve, resolve_host
 
@@ -218,6 +219,8 @@ class ControlPlane:
         policy: RestartPolicy = RestartPolicy(),
         budget: RestartBudget | None = None,
         coalesce: float = COALESCE,
+        connections: Connections = no_connections,
+        drain_on_stop: bool = False,
     ) -> None:
         self.config = config
         self.configs: dict[str, BalancerConfig] = {}  # identity -> running config
@@ -231,6 +234,8 @@ class ControlPlane:
         self._resolve = resolve
         self._budget = budget if budget is not None else RestartBudget(policy)
         self._coalesce = coalesce
+        self._connections = connections  # IPVS counters for drains (kglb.lifecycle)
+        self._drain_on_stop = drain_on_stop
         self._states_send, self._states_receive = trio.open_memory_channel[
             BalancerState | Expect](STATES_BUFFER)
         self._supervisor: Supervisor | None = None
@@ -251,6 +256,11 @@ class ControlPlane:
                 await self._change(self.config)
             task_status.started(self)
             await self._stopping.wait()
+            if self._drain_on_stop:
+                for identity in list(self.configs):
+                    await supervisor.stop(identity)
+                await drain_at_shutdown(self.memories, self.configs, self._states_send,
+                                        self._connections)
             supervisor.cancel_all()
         # Only on a graceful stop: the writer now withdraws and cleans up.
         self._send_desired.close()
@@ -308,6 +318,6 @@ class ControlPlane:
     async def _start_balancer(self, config: BalancerConfig) -> None:
         assert self._supervisor is not None
         await self._supervisor.start(
-            config.identity, run_balancer, config=config, prober=self._prober,
+            config.identity, run_balancer, config=config, prober=self._prober.inbox,
             fwmarks=self.fwmarks, memory=self.memories[config.identity], send=self._states_send,
-            resolve=self._resolve)
+            resolve=self._resolve, connections=self._connections)

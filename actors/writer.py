@@ -335,7 +335,7 @@ class Writer:
         except OSError as e:
             log.error("cannot write the ownership record", path=str(self._ownership_path),
                       error=str(e))
-            self._machine.count_error(e.errno or 0)
+            self._machine.record_failed(e.errno or 0)
             return e.errno or 1
         return 0
 

@@ -58,7 +58,9 @@ from kglb.privsep import allowed_by
 
 from . import sdnotify
 from ._cmd_run import _print_operations
+from .app import writer_settings
 from .config_file import read_config
+from .exit_codes import ExitCode
 from .privileges import so_mark_needs_net_admin
 from .signals import run_signal_handler
 from .supervisor import RestartBudget, open_supervisor
@@ -82,7 +84,7 @@ def main(args, config: Config, speaker, dataplane) -> int:
         print("kglb-trio: tunnelled checks (enableFwmarks) need CAP_NET_ADMIN for SO_MARK before "
               "Linux 5.17; privilege separation would give the probes that capability, which "
               "defeats it. Run without --privsep on this kernel.", file=sys.stderr)
-        return 2
+        return ExitCode.HOST
     return trio.run(_run, args, config, speaker, dataplane)
 
 
@@ -151,7 +153,8 @@ async def _run(args, config: Config, speaker, dataplane) -> int:
         writer = Writer(dataplane, speaker,
                         ownership_path=Path(scratch) / "owned.json" if args.dry_run
                         else args.state_file, keep_on_exit=args.keep_on_exit,
-                        on_apply=_print_operations if args.dry_run else None)
+                        on_apply=_print_operations if args.dry_run else None,
+                        **writer_settings(config))
         return await _serve(args, config, writer, speaker, dataplane)
 
 
@@ -210,7 +213,7 @@ async def _serve(args, config: Config, writer: Writer, speaker, dataplane) -> in
         keeper.signal(signal.SIGKILL)
         with trio.CancelScope(shield=True):
             await dataplane.aclose()
-    return 1 if forced else 0
+    return ExitCode.FAILED if forced else ExitCode.OK
 
 
 async def _notify_ready(writer: Writer) -> None:

@@ -21,6 +21,8 @@ HARNESSES = {
     "ipvs": ("benchmarks.ipvs_sync", "pushing N reals into IPVS, beside `ipvsadm -R` (in the VM)"),
     "scrape": ("benchmarks.scrape",
                "serving /stats and /status of a 10k-real snapshot: event-loop stall"),
+    "writer-crash": ("benchmarks.writer_crash",
+                     "kill -9 at random instants of a first apply: leaks; a flip beside a hold"),
     "privsep": ("benchmarks.privsep",
                 "what the writer's process boundary costs per desired state, beside plan()"),
 }

@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -103,15 +103,26 @@ class RecordingProber:
         # own memory is counted in the figures too.
         self._wrapped: dict[int, tuple[object, _RecordingSend]] = {}
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        await self._inner.run(task_status=task_status)
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED, **options) -> None:
+        await self._inner.run(task_status=task_status, **options)
+
+    @property
+    def inbox(self):
+        return self  # the balancers' Watch and Unwatch come here first
+
+    def send_nowait(self, message) -> None:
+        """A Watch or Unwatch for the Prober's inbox, with the watcher's channel wrapped."""
+        self._inner.inbox.send_nowait(replace(message, send=self._wrap(message.send)))
 
     def watch(self, target, *, interval, limiter, send, quiet_after=0):
+        return self._inner.watch(target, interval=interval, limiter=limiter,
+                                 send=self._wrap(send), quiet_after=quiet_after)
+
+    def _wrap(self, send):
         kept = self._wrapped.get(id(send))
         if kept is None or kept[0] is not send:
             kept = self._wrapped[id(send)] = (send, _RecordingSend(send, self._recorder))
-        return self._inner.watch(target, interval=interval, limiter=limiter, send=kept[1],
-                                 quiet_after=quiet_after)
+        return kept[1]
 
     def statistics(self):
         return self._inner.statistics()

@@ -14,7 +14,7 @@ process so RSS and CPU are its own:
   from the watch channel by a consumer task;
 - ``lean`` (when ``--workers`` has 0): the in-process Prober as it is by
   default, tcp and plain-http checks on ``actors._lean_engine``; ``prober
-  w=0`` is the same with ``lean=False`` (every check a trio probe task) and
+  w=0`` is the same with ``lean=False`` (every check a trio task) and
   ``prober w=N`` runs the lean engine in N worker processes;
 - ``bare``: the least a trio checker can do: one task per real, a raw
   ``trio.socket`` connect (tcp) or hand-written GET plus status line (http),
@@ -24,6 +24,9 @@ After ``--warmup`` seconds it measures ``--seconds``: checks/s achieved vs
 scheduled (N / interval), client CPU µs per check (the process and its probe
 workers, from /proc), RSS (the same), failed checks, missed intervals. The
 ``ratio`` column is prober CPU µs/check ÷ bare CPU µs/check of the same run.
+
+Then it judges issue 15's targets (``TARGETS``): each CPU target is a ceiling
+on that ratio, with kglb Go's figure written next to it as the reference.
 """
 
 from __future__ import annotations
@@ -45,6 +48,55 @@ from ._baseline import bare_http, bare_tcp
 from ._servers import SERVER_CHOICES, run_reals
 
 _ROOT = Path(__file__).resolve().parent.parent
+
+#: kglb's Go health manager and checkers, measured side by side in issue 15 (built
+#: from its source; nginx reals on 10k loopback addresses; 1 s interval; 2 shared
+#: vCPUs): CPU µs per check (low, high of two runs), and RSS in MB at 10k reals.
+GO_US = {("tcp", 1000): (44, 52), ("tcp", 5000): (40, 44), ("tcp", 10000): (44, 46),
+         ("http", 1000): (117, 117), ("http", 5000): (115, 127), ("http", 10000): (109, 114)}
+GO_RSS_MB = {"tcp": 37, "http": 47}
+#: The bare checker's CPU µs per check on the same kind of machine (2 shared vCPUs),
+#: the mean of two runs of ``python -m benchmarks.probes --reals 1000 10000 --workers
+#: 0 1`` on 2026-12-06 (5k: the mean of 1k and 10k, not measured). Go's cost as a
+#: share of a bare check, GO_US / BARE_US, is the ceiling on the ``ratio`` column.
+BARE_US = {("tcp", 1000): 129, ("tcp", 10000): 118, ("http", 1000): 175,
+           ("http", 10000): 156}
+BARE_US[("tcp", 5000)] = (BARE_US[("tcp", 1000)] + BARE_US[("tcp", 10000)]) / 2
+BARE_US[("http", 5000)] = (BARE_US[("http", 1000)] + BARE_US[("http", 10000)]) / 2
+
+
+def cpu_target(check: str, reals: int) -> float | None:
+    """Issue 15's ceiling on prober µs ÷ bare µs: Go's cost per check (0.75× of it for
+    http at 5k and more), as a share of a bare check; None when no Go figure exists."""
+    if (check, reals) not in GO_US:
+        return None
+    go = sum(GO_US[check, reals]) / 2
+    if check == "http" and reals >= 5000:
+        go *= 0.75
+    return round(go / BARE_US[check, reals], 2)
+
+
+def targets(rows: list[dict]) -> list[str]:
+    """One line per issue-15 target that these rows can judge: met or not, and why."""
+    lines = []
+    for row in rows:
+        if "error" in row or row["phase"] == "bare":
+            continue
+        system = f"{row['phase']} w={row['workers']}"
+        where = f"{row['check']} {row['reals']} {system}"
+        ceiling = cpu_target(row["check"], row["reals"])
+        if ceiling is not None and row.get("ratio") is not None:
+            go = "–".join(map(str, GO_US[row["check"], row["reals"]]))
+            lines.append(f"{where}: cpu ratio {row['ratio']} <= {ceiling} (Go {go} µs/check): "
+                         f"{'met' if row['ratio'] <= ceiling else 'NOT met'}")
+        if row["reals"] >= 10000 and row["check"] == "http":
+            lines.append(f"{where}: missed intervals {row['missed']} == 0: "
+                         f"{'met' if row['missed'] == 0 else 'NOT met'}")
+        if row["reals"] >= 10000:
+            limit = GO_RSS_MB[row["check"]] if not row["workers"] else 80
+            lines.append(f"{where}: rss {row['rss_mb']} MB <= {limit} MB: "
+                         f"{'met' if row['rss_mb'] <= limit else 'NOT met'}")
+    return lines
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -248,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(_table(rows[-1 - len(systems):]).split("\n", 1)[1], flush=True)
     print()
     print(_table(rows))
+    print()
+    print("issue 15 targets (ratios to the bare checker of this run; see GO_US, BARE_US):")
+    print("\n".join(targets(rows)))
     if args.json:
         print(json.dumps(rows, indent=1))
     return 0 if all("error" not in row for row in rows) else 1

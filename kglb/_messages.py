@@ -74,6 +74,12 @@ class RealStatus:
     last: CheckResult | None = None
     since: float | None = None  # when ``health.up`` last changed
     fwmark: int = 0
+    #: up, down, or one of the lifecycle's: draining, suppressed, ramping, kept
+    #: (a failed real kept in by min_pooled_ratio).
+    state: str = ""
+    penalty: float = 0.0  # flap damping penalty now
+    connections: int | None = None  # draining: ActiveConn at the last reading
+    drain_left: float | None = None  # draining: seconds until the drain timeout
 
 
 @_frozen

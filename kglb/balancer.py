@@ -18,7 +18,11 @@ resolved address (None if it never resolved) and the health of that address.
 * hosts that never resolved are left out; two hosts on the same address
   collapse into one real (the first one listed wins);
 * with ``enable_fwmarks``, each real also gets a one-real fwmark service
-  (``fwmark<N>``) that tunnelled health checks go through.
+  (``fwmark<N>``) that tunnelled health checks go through;
+* the lifecycle rules (:mod:`kglb.lifecycle`, off by default) come on top: a
+  draining upstream is a real at weight 0 whatever happens (not counted in
+  the alive ratio), a suppressed one is down, a ramping one gets its slow
+  start weight, and failed reals may be kept in by ``min_pooled_ratio``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from ._messages import BalancerState, CheckResult, RealStatus
 from ._model import Family, ForwardMethod, LinkAddress, Real, RealKey, Service, ServiceKey, ServiceState
 from .config._types import BalancerConfig
 from .health import Health
+from .lifecycle import Candidate, Drain, Flaps, kept_in, ramp_weight, suppressed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +46,10 @@ class Upstream:
     health: Health = Health()
     last: CheckResult | None = None
     since: float | None = None  # when health.up last changed
+    flaps: Flaps = Flaps()  # flap damping penalty
+    ramp_from: float | None = None  # when its slow start began; None: no ramp
+    drain: Drain | None = None  # set once it left the balancer and is draining
+    late: bool = False  # appeared after the balancer served: its first up may ramp
 
 
 def balancer_state(
@@ -51,6 +60,7 @@ def balancer_state(
     fwmarks: Mapping[str, int] | None = None,
     statuses: bool = True,
     previous: BalancerState | None = None,
+    now: float = 0.0,
 ) -> BalancerState:
     """The BalancerState of ``config`` given its upstreams, in config order.
 
@@ -64,35 +74,55 @@ def balancer_state(
     its Real objects are reused where equal. A publication then builds only
     the reals that changed, and comparing it with the last one (and hashing
     it in the generator) finds the others identical at once.
+
+    ``now`` (trio seconds) is the time the lifecycle rules are evaluated at.
     """
     fall = config.checker.fall
     weight_up = config.weight_up
+    life = config.lifecycle
     chosen: dict[str, Upstream] = {}  # by address; the port is the balancer's
+    draining: dict[str, Upstream] = {}
     for up in upstreams:
         if up.address is not None:
-            chosen.setdefault(up.address, up)
+            (chosen if up.drain is None else draining).setdefault(up.address, up)
+    for address in chosen.keys() & draining.keys():
+        del draining[address]  # the same address is wanted again
 
-    alive = sum(1 for up in chosen.values() if up.health.up)
+    serving = {a for a, up in chosen.items() if up.health.up
+               and not suppressed(up.flaps, now=now, damping=life.flap_damping)}
+    alive = len(serving)
     total = len(chosen)
     ratio = alive / total if total else 0.0
     initial = initial and ratio == 0.0
     failsafe = not initial and total > 0 and alive == 0
     if failsafe:
         ratio = 1.0
+    kept = frozenset() if initial or failsafe else kept_in(
+        pooled=alive, total=total, ratio=life.min_pooled_ratio, candidates=[
+            Candidate(address=a, down_since=up.since) for a, up in chosen.items()
+            if not up.health.up and up.health.decided(fall) and a not in serving
+            and not suppressed(up.flaps, now=now, damping=life.flap_damping)])
 
     reals = []
     weights: dict[str, int] = {}
     port, forward = config.port, config.forward
     reuse = _reals_by_address(previous, config.service.key)
     for address, up in chosen.items():
-        weight = weights[address] = weight_up if failsafe or up.health.up else 0
+        if failsafe or address in kept:
+            weight = weight_up
+        elif address in serving:
+            weight = ramp_weight(weight_up, started=up.ramp_from, now=now,
+                                 window_ms=life.slow_start_ms)
+        else:
+            weight = 0
+        weights[address] = weight
         provisional = not failsafe and not up.health.decided(fall)
-        real = reuse.get(address)
-        if (real is None or real.weight != weight or real.provisional != provisional
-                or real.hostname != up.host or real.key.port != port or real.forward != forward):
-            real = Real(key=RealKey(address=address, port=port), weight=weight,
-                        forward=forward, hostname=up.host, provisional=provisional)
-        reals.append(real)
+        reals.append(_real(reuse.get(address), address=address, port=port, weight=weight,
+                           forward=forward, host=up.host, provisional=provisional))
+    for address, up in draining.items():
+        weights[address] = 0
+        reals.append(_real(reuse.get(address), address=address, port=up.drain.port, weight=0,
+                           forward=forward, host=up.host, provisional=False))
 
     services = [ServiceState(service=config.service, reals=tuple(reals), name=config.name)]
     marks = fwmarks or {}
@@ -105,10 +135,15 @@ def balancer_state(
             address=up.address,
             port=config.port,
             health=up.health,
-            weight=weights.get(up.address, 0),
+            weight=0 if up.drain else weights.get(up.address, 0),
             last=up.last,
             since=up.since,
             fwmark=marks.get(up.address, 0) if config.enable_fwmarks and up.address else 0,
+            state=_state(up, now=now, config=config, kept=kept, serving=serving),
+            penalty=up.flaps.penalty_at(now, life.flap_damping) if life.flap_damping else 0.0,
+            connections=up.drain.connections if up.drain else None,
+            drain_left=(max(0.0, up.drain.deadline(life.drain_timeout_ms) - now)
+                        if up.drain else None),
         )
         for up in upstreams
     )
@@ -127,6 +162,31 @@ def balancer_state(
         announce_limit_ratio=config.announce_limit_ratio,
         link_address=link,
     )
+
+
+def _real(old: Real | None, *, address: str, port: int, weight: int, forward: ForwardMethod,
+          host: str, provisional: bool) -> Real:
+    if (old is None or old.weight != weight or old.provisional != provisional
+            or old.hostname != host or old.key.port != port or old.forward != forward):
+        return Real(key=RealKey(address=address, port=port), weight=weight,
+                    forward=forward, hostname=host, provisional=provisional)
+    return old
+
+
+def _state(up: Upstream, *, now: float, config: BalancerConfig, kept: frozenset[str],
+           serving: set[str]) -> str:
+    """The status word of one upstream: draining, suppressed, ramping, kept, up or down."""
+    life = config.lifecycle
+    if up.drain is not None:
+        return "draining"
+    if suppressed(up.flaps, now=now, damping=life.flap_damping):
+        return "suppressed"
+    if up.address in serving:
+        if ramp_weight(config.weight_up, started=up.ramp_from, now=now,
+                       window_ms=life.slow_start_ms) < config.weight_up:
+            return "ramping"
+        return "up"
+    return "kept" if up.address in kept else "down"
 
 
 def _reals_by_address(previous: BalancerState | None, key: ServiceKey) -> Mapping[str, Real]:

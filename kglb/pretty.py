@@ -39,7 +39,7 @@ from ._model import (
     WithdrawRoute,
 )
 
-__all__ = ["flag_names", "render_operation", "render_plan", "render_state"]
+__all__ = ["flag_names", "render_operation", "render_plan", "render_state", "service_options"]
 
 _FORWARD_OPTION = {ForwardMethod.TUNNEL: "-i", ForwardMethod.MASQ: "-m", ForwardMethod.DROUTE: "-g"}
 _FORWARD_NAME = {ForwardMethod.TUNNEL: "Tunnel", ForwardMethod.MASQ: "Masq",
@@ -50,13 +50,29 @@ _NAMED_SCHED_FLAGS = {"sh", "mh"}
 
 def flag_names(service: Service) -> list[str]:
     """ipvsadm's names of the scheduler flags: ``sh-fallback``, ``mh-port``, ``flag-3``."""
+    return _sched_flag_names(service.flags, service.scheduler)
+
+
+def _sched_flag_names(flags: ServiceFlag, scheduler: str) -> list[str]:
     names = []
     bits = ((ServiceFlag.SCHED1, 1, "fallback"), (ServiceFlag.SCHED2, 2, "port"),
             (ServiceFlag.SCHED3, 3, ""))
     for bit, number, suffix in bits:
-        if bit in service.flags:
-            named = service.scheduler in _NAMED_SCHED_FLAGS and suffix
-            names.append(f"{service.scheduler}-{suffix}" if named else f"flag-{number}")
+        if bit in flags:
+            named = scheduler in _NAMED_SCHED_FLAGS and suffix
+            names.append(f"{scheduler}-{suffix}" if named else f"flag-{number}")
+    return names
+
+
+def service_options(flags: ServiceFlag, scheduler: str, timeout: int | None = None) -> list[str]:
+    """Every flag of a service as ``--check``, ``--dry-run`` and ``status`` print it:
+    ``persistent:300``, ``mh-fallback``, ``mh-port``, ``ops`` (``persistent`` alone when
+    the timeout is not known)."""
+    names = _sched_flag_names(flags, scheduler)
+    if ServiceFlag.PERSISTENT in flags:
+        names.insert(0, "persistent" if timeout is None else f"persistent:{timeout}")
+    if ServiceFlag.ONEPACKET in flags:
+        names.append("ops")
     return names
 
 
@@ -145,11 +161,7 @@ def render_state(state: DataPlaneState) -> list[str]:
         else:
             host = f"[{key.address}]" if key.family is Family.INET6 else key.address
             where = f"{key.protocol.name}  {host}:{key.port}"
-        flags = flag_names(s.service)
-        if ServiceFlag.PERSISTENT in s.service.flags:
-            flags.insert(0, f"persistent:{s.service.timeout}")
-        if ServiceFlag.ONEPACKET in s.service.flags:
-            flags.append("ops")
+        flags = service_options(s.service.flags, s.service.scheduler, s.service.timeout)
         head = f"{s.name or '-'} {where} {s.service.scheduler}"
         lines.append(head + (f" {','.join(flags)}" if flags else ""))
         for r in s.reals:

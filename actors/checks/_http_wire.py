@@ -1,8 +1,7 @@
-"""HTTP/1.1 wire helpers for the http check: requests out, status and Location in.
+"""HTTP/1.1 wire helpers for the http check: requests and URLs.
 
-Pure functions over bytes. A check needs only the status code (and, when it
-follows redirects, the Location header), so nothing else of the response is
-parsed and the body is never read.
+Pure functions over bytes. The response head is judged by
+:mod:`actors.checks._http_head`.
 """
 
 from __future__ import annotations
@@ -100,22 +99,3 @@ def request(target: str, host: str, headers: tuple[tuple[str, str], ...]) -> byt
 def connect_request(authority: str) -> bytes:
     """The CONNECT that opens a tunnel through a proxy to ``authority`` (host:port)."""
     return f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode("latin-1")
-
-
-def parse_status(head: bytes) -> int:
-    """The status code of a response whose head (or first line) is ``head``."""
-    parts = head.split(b"\r\n", 1)[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3:
-        raise CheckFailure("bad response")
-    if not parts[1].isdigit():
-        raise CheckFailure("bad response")
-    return int(parts[1])
-
-
-def location(head: bytes) -> str | None:
-    """The Location header of a complete response head, or None."""
-    for line in head.split(b"\r\n")[1:]:
-        name, sep, value = line.partition(b":")
-        if sep and name.strip().lower() == b"location":
-            return value.strip().decode("latin-1")
-    return None

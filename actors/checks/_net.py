@@ -25,7 +25,7 @@ import trio
 from kglb import CheckResult, ProbeTarget
 
 #: Source address of tunnelled checks per address family (AF_INET / AF_INET6).
-#: Set by the Prober for its probe tasks; missing or None = chosen automatically.
+#: Set by the Prober for its probe driver; missing or None = chosen automatically.
 TUNNEL_SOURCES: contextvars.ContextVar[dict[int, str | None]] = contextvars.ContextVar(
     "kglb_tunnel_sources", default={}
 )
@@ -226,27 +226,6 @@ class SocketConn:
 
     async def receive_some(self, max_bytes: int) -> bytes:
         return await self.sock.recv(max_bytes)
-
-
-async def read_until(conn, delimiter: bytes, limit: int, *, too_long: str = "too long") -> bytes:
-    """Bytes from ``conn`` up to and including the first ``delimiter``.
-
-    Reads at most ``limit`` bytes: more without the delimiter is
-    ``CheckFailure(too_long)``, EOF before it is ``CheckFailure("short read")``.
-    Whatever follows the delimiter in the last chunk is dropped (callers read
-    nothing after it).
-    """
-    data = b""
-    while True:
-        chunk = await conn.receive_some(limit - len(data))
-        if not chunk:
-            raise CheckFailure("short read")
-        data += chunk
-        end = data.find(delimiter)
-        if end >= 0:
-            return data[: end + len(delimiter)]
-        if len(data) >= limit:
-            raise CheckFailure(too_long)
 
 
 async def read_exactly(conn, size: int) -> bytes:

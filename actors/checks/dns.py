@@ -24,6 +24,7 @@ from kglb.config import DnsCheck
 
 from ._net import CheckFailure, SocketConn, connect_target, measured, read_exactly
 
+_TC = 0x02  # the truncation bit, in the third byte of the header
 _MAX_UDP_REPLY = 65535  # one datagram: the read is bounded by construction
 
 
@@ -39,16 +40,26 @@ def _query_wire(name: str, query_type: str) -> bytes:
 
 
 def judge(reply: bytes, query_id: int, rcode: int) -> str:
-    """The verdict on one reply: "ok", "id mismatch", "bad response" or "rcode NAME"."""
+    """The verdict on one reply: "ok", "id mismatch", "bad response" or "rcode NAME".
+
+    A truncated reply (TC set) is judged by the rcode in its header.
+    """
     if len(reply) < 12:
         return "bad response"
     if struct.unpack_from("!H", reply)[0] != query_id:
         return "id mismatch"
     try:
-        message = dns.message.from_wire(reply)
+        found = dns.message.from_wire(reply).rcode()
     except dns.exception.DNSException:
-        return "bad response"
-    found = message.rcode()
+        # Truncated (TC) with its records cut short: miekg/dns (kglb) returns such
+        # a reply without an error and kglb judges its rcode; so do we, when its
+        # header and question are whole.
+        if not reply[2] & _TC:
+            return "bad response"
+        try:
+            found = dns.message.from_wire(reply, question_only=True).rcode()
+        except dns.exception.DNSException:
+            return "bad response"
     return "ok" if found == rcode else f"rcode {dns.rcode.to_text(found)}"
 
 

@@ -1,10 +1,10 @@
 """The http and https checks, on raw trio sockets (libraries.md §1: ~90 µs/check, httpx ~550).
 
 One GET per check with ``Connection: close``; healthy iff the status code is
-in ``codes`` (empty: never healthy, as kglb). Only the status line is read,
-unless redirects are followed, when the head is read for Location (bounded
-either way); the body is never read, so a 10 MB body or an endless header
-costs one bounded read. https uses one shared SSLContext that verifies
+in ``codes`` (empty: never healthy, as kglb). The response head is read
+and judged by :mod:`actors.checks._http_head`, the same verdict as the lean
+engine's; the body is never read, so a 10 MB body costs one bounded read and
+an endless header "header too large". https uses one shared SSLContext that verifies
 nothing (a health check tests the real, not the PKI) and sends SNI only when
 the Host header names a host.
 
@@ -28,11 +28,10 @@ from kglb import CheckResult, ProbeTarget
 from kglb.config import HttpCheck
 
 from . import _http_wire as wire
-from ._net import CheckFailure, SocketConn, connect, connect_target, measured, read_until, resolve
+from ._http_head import Head, HeadReader
+from ._net import CheckFailure, SocketConn, connect, connect_target, measured, resolve
 
 MAX_REDIRECTS = 10
-_MAX_STATUS_LINE = 4096
-_MAX_HEAD = 65536
 
 
 async def check_http(target: ProbeTarget, settings: HttpCheck) -> CheckResult:
@@ -89,10 +88,18 @@ async def _fetch(
                 conn = await _tls(conn, wire.sni_for(host))
             request = wire.request(url.path, host, settings.headers)
         await conn.send_all(request)
-        if settings.follow_redirects:
-            head = await read_until(conn, b"\r\n\r\n", _MAX_HEAD, too_long="header too large")
-            return wire.parse_status(head), wire.location(head)
-        return wire.parse_status(await read_until(conn, b"\r\n", _MAX_STATUS_LINE)), None
+        head = await read_head(conn)
+        return head.status, head.location if settings.follow_redirects else None
+
+
+async def read_head(conn) -> Head:
+    """The response head from ``conn``, judged by :class:`HeadReader` (as the lean engine)."""
+    reader = HeadReader()
+    while True:
+        chunk = await conn.receive_some(reader.room)
+        head = reader.feed(chunk) if chunk else reader.eof()
+        if head is not None:
+            return head
 
 
 async def _tls(stream: trio.abc.Stream, server_name: str | None) -> trio.SSLStream:
@@ -103,7 +110,6 @@ async def _tls(stream: trio.abc.Stream, server_name: str | None) -> trio.SSLStre
 
 async def _open_tunnel(conn, authority: str) -> None:
     await conn.send_all(wire.connect_request(authority))
-    head = await read_until(conn, b"\r\n\r\n", _MAX_HEAD, too_long="header too large")
-    status = wire.parse_status(head)
+    status = (await read_head(conn)).status
     if not 200 <= status < 300:
         raise CheckFailure(f"proxy status {status}")

@@ -94,7 +94,8 @@ def _http(a: pb.HttpCheckerAttributes, where: Where, problems: Problems) -> Http
         problems.error(where.field("scheme"), f"must be http or https, not {a.scheme!r}")
     raw_headers = where.field("headers").raw
     # Keep the file's order (a proto map has none).
-    names = list(raw_headers) if isinstance(raw_headers, dict) else sorted(a.headers)
+    names = ([n for n in raw_headers if n in a.headers] if isinstance(raw_headers, dict)
+             else sorted(a.headers))
     for name in names:
         here = where.field("headers").key(name)
         if not _HEADER_NAME.fullmatch(name):

@@ -56,14 +56,44 @@ class Where:
 
 
 class Problems:
-    """Collects problems and warnings while a config is checked, in document order."""
+    """Collects problems and warnings while a config is checked, in document order.
+
+    ``dropped``: paths the schema walk reported and left out of what the rules
+    see. The rules' problems at, below or above such a path follow from it
+    ("is required", "must not be empty"): they are counted in ``errors`` (a
+    section with one is still refused) but not in ``reported()``.
+    """
 
     def __init__(self) -> None:
         self.errors: list[str] = []
         self.warnings: list[str] = []
+        self.dropped: set[str] = set()
+        self._follow_ups: set[int] = set()
 
     def error(self, where: Where, message: str) -> None:
+        if self._follows_from_dropped(where.text):
+            self._follow_ups.add(len(self.errors))
         self.errors.append(f"{where.text}: {message}" if where.text else message)
 
+    def reported(self) -> list[str]:
+        """The errors to show: each once, without those that follow from a dropped part."""
+        return [e for i, e in enumerate(self.errors) if i not in self._follow_ups]
+
     def warn(self, where: Where, message: str) -> None:
-        self.warnings.append(f"{where.text}: {message}" if where.text else message)
+        if not self._follows_from_dropped(where.text):
+            self.warnings.append(f"{where.text}: {message}" if where.text else message)
+
+    def _follows_from_dropped(self, path: str) -> bool:
+        return bool(path) and any(_follows(path, dropped) for dropped in self.dropped)
+
+
+def _follows(path: str, dropped: str) -> bool:
+    """A problem at ``path`` follows from ``dropped`` being left out when ``path`` is
+    ``dropped``, inside it, or its direct parent ("needs one of tcpAttributes, ...")."""
+    if path == dropped or _inside(path, dropped):
+        return True
+    return _inside(dropped, path) and not any(c in dropped[len(path) + 1:] for c in ".[")
+
+
+def _inside(path: str, outer: str) -> bool:
+    return path.startswith(outer) and path[len(outer):len(outer) + 1] in (".", "[")

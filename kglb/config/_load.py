@@ -1,13 +1,16 @@
 """``load``: kglb JSON config text -> Config, or ConfigError listing every problem.
 
-Theory of operation, in three passes so that every problem is reported at once:
+Theory of operation, in three steps that together report every problem at once:
 
 1. JSON: strict UTF-8 text, one JSON object; duplicate keys are remembered.
 2. Schema (``_schema``): the raw JSON is walked against the proto descriptors,
-   accepting exactly what kglb's jsonpb accepted. Then ``json_format.ParseDict``
-   (unknown fields rejected) builds the ``ControlPlaneConfig`` message.
-3. Rules (``_validate``, ``_checks``): kglb's validation plus our fixes, and
-   conversion to the frozen dataclasses with every default applied.
+   accepting exactly what kglb's jsonpb accepted, and copied without the parts
+   it refuses. ``json_format.ParseDict`` builds the ``ControlPlaneConfig``
+   message from that copy.
+3. Rules (``_validate``, ``_checks``, ``_rules``): kglb's validation plus our
+   fixes, and conversion to the frozen dataclasses with every default applied.
+   They run even when step 2 found problems, so a mistyped field does not hide
+   a bad VIP; what they would say about a part step 2 left out is not repeated.
 
 Pure: no I/O; actors/config_file.py reads the file.
 """
@@ -36,18 +39,16 @@ def load(text: str | bytes) -> Config:
     data = _parse_json(text)
     problems = Problems()
     root = Where("", data)
-    check_message(data, config_pb2.ControlPlaneConfig.DESCRIPTOR, root, problems)
-    if problems.errors:
-        raise ConfigError(problems.errors)
+    clean = check_message(data, config_pb2.ControlPlaneConfig.DESCRIPTOR, root, problems)
     message = config_pb2.ControlPlaneConfig()
     try:
-        json_format.ParseDict(data, message)
+        json_format.ParseDict(clean, message)
     except (json_format.ParseError, ValueError, TypeError, OverflowError, RecursionError) as e:
         # The schema walk should have caught it; still an operator error, not a crash.
-        raise ConfigError(f"invalid config: {e}") from None
+        raise ConfigError([*problems.reported(), f"invalid config: {e}"]) from None
     balancers = convert_balancers(message, root, problems)
     if problems.errors:
-        raise ConfigError(problems.errors)
+        raise ConfigError(problems.reported())
     return Config(balancers=balancers, warnings=tuple(problems.warnings))
 
 

@@ -70,11 +70,18 @@ def kind(value: Any) -> str:
     return "an object"
 
 
-def check_message(value: Any, descriptor: Descriptor, where: Where, problems: Problems) -> None:
-    """Report every schema problem of ``value`` (a JSON object) as ``descriptor``."""
+def check_message(value: Any, descriptor: Descriptor, where: Where, problems: Problems) -> dict:
+    """Report every schema problem of ``value`` (a JSON object) as ``descriptor``.
+
+    Returns a copy without the faulty parts (an unknown field, a value of the
+    wrong type, a second member of a oneof, ...), which json_format can parse,
+    so that the rules still check everything else in the same pass. Each dropped
+    part has been reported at its path (``Problems.dropped``).
+    """
     if not isinstance(value, dict):
         problems.error(where, f"must be an object, not {kind(value)}")
-        return
+        problems.dropped.add(where.text)
+        return {}
     for key in getattr(value, "duplicates", ()):
         problems.error(where, f"key {key!r} is given more than once")
     fields: dict[str, F] = {}
@@ -82,6 +89,7 @@ def check_message(value: Any, descriptor: Descriptor, where: Where, problems: Pr
         fields[field.json_name] = fields[field.name] = field
     spelt: dict[str, str] = {}  # field name -> key used
     oneofs: dict[str, str] = {}  # oneof name -> key used
+    clean: dict[str, Any] = {}
     for key, item in value.items():
         here = Where(f"{where.text}.{key}" if where.text else key, item)
         field = fields.get(key)
@@ -101,7 +109,14 @@ def check_message(value: Any, descriptor: Descriptor, where: Where, problems: Pr
                                      f"(also {oneofs[oneof.name]!r})")
                 continue
             oneofs[oneof.name] = key
-        _check_field(item, field, here, problems)
+        item = _check_field(item, field, here, problems)
+        if item is not _DROP:
+            clean[key] = item
+    return clean
+
+
+#: ``_check_field``'s answer for a value that is left out of the clean copy.
+_DROP = object()
 
 
 def _unknown(key: str, descriptor: Descriptor) -> str:
@@ -115,32 +130,49 @@ def _names(fields) -> str:
     return ", ".join(f.json_name for f in fields)
 
 
-def _check_field(value: Any, field: F, where: Where, problems: Problems) -> None:
+def _check_field(value: Any, field: F, where: Where, problems: Problems) -> Any:
+    """The clean copy of ``value``, or _DROP (after reporting why)."""
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
         if not isinstance(value, dict):
-            problems.error(where, f"must be an object, not {kind(value)}")
-            return
+            return _drop(where, f"must be an object, not {kind(value)}", problems)
         for key in getattr(value, "duplicates", ()):
             problems.error(where, f"key {key!r} is given more than once")
         value_field = field.message_type.fields_by_name["value"]
-        for key, item in value.items():
-            _check_single(item, value_field, where.key(key), problems)
-    elif field.is_repeated:
+        entries = {key: _check_single(item, value_field, where.key(key), problems)
+                   for key, item in value.items()}
+        return {key: item for key, item in entries.items() if item is not _DROP}
+    if field.is_repeated:
         if not isinstance(value, list):
-            problems.error(where, f"must be a list, not {kind(value)}")
-            return
-        for index, item in enumerate(value):
-            _check_single(item, field, where.item(index), problems)
-    else:
-        _check_single(value, field, where, problems)
+            return _drop(where, f"must be a list, not {kind(value)}", problems)
+        items = [_check_single(item, field, where.item(i), problems)
+                 for i, item in enumerate(value)]
+        if _DROP in items:
+            # Dropping an item would renumber the rest in the rules' paths: drop the list.
+            problems.dropped.add(where.text)
+            return _DROP
+        return items
+    return _check_single(value, field, where, problems)
 
 
-def _check_single(value: Any, field: F, where: Where, problems: Problems) -> None:
+def _check_single(value: Any, field: F, where: Where, problems: Problems) -> Any:
     message = _single_problem(value, field)
     if message == "":
-        check_message(value, field.message_type, where, problems)
-    elif message is not None:
-        problems.error(where, message)
+        return check_message(value, field.message_type, where, problems)
+    if message is not None:
+        if field.type == F.TYPE_MESSAGE and field.is_repeated:
+            # An empty object keeps the later items' indices; what the rules then
+            # say about it is below this path, so it is not reported again.
+            problems.error(where, message)
+            problems.dropped.add(where.text)
+            return {}
+        return _drop(where, message, problems)
+    return value
+
+
+def _drop(where: Where, message: str, problems: Problems) -> object:
+    problems.error(where, message)
+    problems.dropped.add(where.text)
+    return _DROP
 
 
 def _single_problem(value: Any, field: F) -> str | None:

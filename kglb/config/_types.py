@@ -97,6 +97,37 @@ class BgpAttributes:
 
 
 @_frozen
+class FlapDamping:
+    """RFC 2439-style damping: every up->down adds 1 to a penalty halving every ``half_life_ms``."""
+
+    half_life_ms: int
+    suppress_flaps: float  # at or above: the real stays at weight 0
+    reuse_flaps: float  # released once the penalty decays below this (and it is healthy)
+
+    def __post_init__(self) -> None:
+        if self.half_life_ms <= 0:
+            raise ValueError("half_life_ms must be > 0")
+        if not 0 < self.reuse_flaps < self.suppress_flaps:
+            raise ValueError("need 0 < reuse_flaps < suppress_flaps")
+
+
+@_frozen
+class Lifecycle:
+    """kglb-trio's real lifecycle rules (kglb.lifecycle); the defaults are kglb's behaviour."""
+
+    drain_timeout_ms: int = 0  # 0: a real leaving the balancer is deleted at once
+    slow_start_ms: int = 0  # 0: a recovering real gets weight_up at once
+    flap_damping: FlapDamping | None = None
+    min_pooled_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.drain_timeout_ms < 0 or self.slow_start_ms < 0:
+            raise ValueError("drain_timeout_ms and slow_start_ms must be >= 0")
+        if not 0.0 <= self.min_pooled_ratio <= 1.0:
+            raise ValueError("min_pooled_ratio must be within 0-1")
+
+
+@_frozen
 class BalancerConfig:
     name: str
     setup_name: str
@@ -112,6 +143,7 @@ class BalancerConfig:
     configure_reals: bool = False  # accepted and ignored (warned about at load)
     weight_up: int = DEFAULT_WEIGHT_UP
     link: str = DEFAULT_LINK  # where the VIP goes (our field)
+    lifecycle: Lifecycle = Lifecycle()  # drain, slow start, flap damping, min pooled (ours)
 
     @property
     def key(self) -> ServiceKey:

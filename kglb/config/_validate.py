@@ -16,21 +16,23 @@ import re
 import struct
 
 from .._model import Family, ForwardMethod, Protocol, Service, ServiceFlag, ServiceKey
+from ..bird import parse_community
 from ..pb import common_pb2, config_pb2
 from ._checks import convert_checker
 from ._errors import Problems, Where
+from ._rules import FAMILY_NAMES as _FAMILY_NAMES
+from ._rules import Sections, check_balancer
 from ._types import (
     DEFAULT_LINK,
     DEFAULT_WEIGHT_UP,
     BalancerConfig,
     BgpAttributes,
     CheckerConfig,
-    DummyCheck,
-    SyslogCheck,
+    FlapDamping,
+    Lifecycle,
 )
 
 _FAMILIES = {common_pb2.AF_INET: Family.INET, common_pb2.AF_INET6: Family.INET6}
-_FAMILY_NAMES = {Family.INET: "AF_INET", Family.INET6: "AF_INET6"}
 _FORWARDS = {common_pb2.TUNNEL: ForwardMethod.TUNNEL, common_pb2.MASQ: ForwardMethod.MASQ,
              common_pb2.DROUTE: ForwardMethod.DROUTE}
 _Ipvs = common_pb2.IpvsService
@@ -84,12 +86,16 @@ def _balancer(b: config_pb2.BalancerConfig, where: Where,
     if weight_up > _MAX_WEIGHT:
         problems.error(where.field("weight_up"), f"must be at most {_MAX_WEIGHT}")
     link = _link(b, service, where.field("vip_link"), problems)
+    lifecycle = _lifecycle(b, where, problems)
     if b.configure_reals:
         problems.warn(where.field("configure_reals"),
                       "is not implemented (as in kglb): the VIP is not configured on the reals")
-    if service is not None and discovery is not None:
-        _check_reals(service, forward, discovery, checker, where, problems)
-    if len(problems.errors) > before or None in (service, checker, discovery, routing):
+    d = b.upstream_discovery if b.HasField("upstream_discovery") else None
+    check_balancer(Sections(
+        service=service, forward=forward, port=None if d is None else d.port,
+        resolve_family=None if d is None else _FAMILIES[d.resolve_family], checker=checker,
+        bgp=None if routing is None else routing[1]), where, problems)
+    if len(problems.errors) > before or None in (service, checker, discovery, routing, lifecycle):
         return service, None
     port, family, hosts = discovery
     ratio, bgp = routing
@@ -97,7 +103,7 @@ def _balancer(b: config_pb2.BalancerConfig, where: Where,
         name=b.name, setup_name=b.setup_name, service=service, forward=forward, port=port,
         resolve_family=family, hosts=hosts, checker=checker, announce_limit_ratio=ratio, bgp=bgp,
         enable_fwmarks=b.enable_fwmarks, configure_reals=b.configure_reals, weight_up=weight_up,
-        link=link,
+        link=link, lifecycle=lifecycle,
     )
 
 
@@ -241,25 +247,6 @@ def _check_hosts(hosts: tuple[str, ...], family: Family, where: Where, problems:
         seen.setdefault(identity, index)
 
 
-def _check_reals(service: Service, forward: ForwardMethod,
-                 discovery: tuple[int, Family, tuple[str, ...]], checker: CheckerConfig | None,
-                 where: Where, problems: Problems) -> None:
-    port, family, _ = discovery
-    here = where.field("upstream_discovery")
-    if port == 0 and forward is ForwardMethod.MASQ:
-        # kglb accepted this and then refused every state it generated.
-        problems.error(here.field("port"), "must not be 0 with forwardMethod MASQ")
-    if family is not service.key.family and forward is not ForwardMethod.TUNNEL:
-        problems.error(here.field("resolve_family"),
-                       f"{_FAMILY_NAMES[family]} reals in an {service.key.family.tag} service "
-                       f"need forwardMethod TUNNEL (the kernel refuses mixed families otherwise)")
-    check = None if checker is None else checker.check
-    dials_port = not isinstance(check, (DummyCheck, SyslogCheck)) or (
-        isinstance(check, SyslogCheck) and not check.port)
-    if port == 0 and check is not None and dials_port:
-        problems.warn(here.field("port"), "is 0: every health check connects to port 0 and fails")
-
-
 def _dynamic_routing(b: config_pb2.BalancerConfig, where: Where,
                      problems: Problems) -> tuple[float, BgpAttributes | None] | None:
     if not b.HasField("dynamic_routing"):
@@ -283,8 +270,14 @@ def _bgp(a: common_pb2.BgpRouteAttributes, where: Where,
     for name in ("local_asn", "peer_asn"):
         if not getattr(a, name):
             problems.error(where.field(name), "must not be 0")
-    if not a.community.replace(",", " ").strip():
+    communities = a.community.replace(",", " ").split()
+    if not communities:
         problems.error(where.field("community"), "is required")
+    for community in communities:
+        try:
+            parse_community(community)
+        except ValueError as e:
+            problems.error(where.field("community"), f"{e} (BIRD refuses it)")
     prefix = ip_text(a, "prefix", where, problems)
     if not a.prefixlen:
         problems.error(where.field("prefixlen"), "must not be 0")
@@ -316,6 +309,27 @@ def _link(b: config_pb2.BalancerConfig, service: Service | None, where: Where,
     elif service is not None and service.key.fwmark:
         problems.warn(where, "is ignored: an fwmark service has no VIP")
     return b.vip_link
+
+
+def _lifecycle(b: config_pb2.BalancerConfig, where: Where, problems: Problems) -> Lifecycle | None:
+    before = len(problems.errors)
+    damping = None
+    if b.HasField("flap_damping"):
+        f, here = b.flap_damping, where.field("flap_damping")
+        if f.half_life_ms == 0:
+            problems.error(here.field("half_life_ms"), "must be > 0")
+        if not 0 < f.reuse_flaps < f.suppress_flaps:
+            problems.error(here, "needs 0 < reuse_flaps < suppress_flaps")
+        if len(problems.errors) == before:
+            damping = FlapDamping(half_life_ms=f.half_life_ms, suppress_flaps=_float32(
+                f.suppress_flaps), reuse_flaps=_float32(f.reuse_flaps))
+    ratio = _float32(b.min_pooled_ratio) if b.HasField("min_pooled_ratio") else 0.0
+    if not 0.0 <= ratio <= 1.0:
+        problems.error(where.field("min_pooled_ratio"), "must be within 0-1")
+    if len(problems.errors) > before:
+        return None
+    return Lifecycle(drain_timeout_ms=b.drain_timeout_ms, slow_start_ms=b.slow_start_ms,
+                     flap_damping=damping, min_pooled_ratio=ratio)
 
 
 def _check_shared(msg: config_pb2.ControlPlaneConfig, where: Where,

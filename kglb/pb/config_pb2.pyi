@@ -47,7 +47,7 @@ class DynamicRouting(_message.Message):
     def __init__(self, announce_limit_ratio: _Optional[float] = ..., bgp_attributes: _Optional[_Union[_common_pb2.BgpRouteAttributes, _Mapping]] = ...) -> None: ...
 
 class BalancerConfig(_message.Message):
-    __slots__ = ("name", "setup_name", "lb_service", "upstream_routing", "upstream_discovery", "upstream_checker", "enable_fwmarks", "dynamic_routing", "configure_reals", "weight_up", "vip_link")
+    __slots__ = ("name", "setup_name", "lb_service", "upstream_routing", "upstream_discovery", "upstream_checker", "enable_fwmarks", "dynamic_routing", "configure_reals", "weight_up", "vip_link", "drain_timeout_ms", "slow_start_ms", "flap_damping", "min_pooled_ratio")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SETUP_NAME_FIELD_NUMBER: _ClassVar[int]
     LB_SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,10 @@ class BalancerConfig(_message.Message):
     CONFIGURE_REALS_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_UP_FIELD_NUMBER: _ClassVar[int]
     VIP_LINK_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    SLOW_START_MS_FIELD_NUMBER: _ClassVar[int]
+    FLAP_DAMPING_FIELD_NUMBER: _ClassVar[int]
+    MIN_POOLED_RATIO_FIELD_NUMBER: _ClassVar[int]
     name: str
     setup_name: str
     lb_service: _common_pb2.LoadBalancerService
@@ -70,7 +74,21 @@ class BalancerConfig(_message.Message):
     configure_reals: bool
     weight_up: int
     vip_link: str
-    def __init__(self, name: _Optional[str] = ..., setup_name: _Optional[str] = ..., lb_service: _Optional[_Union[_common_pb2.LoadBalancerService, _Mapping]] = ..., upstream_routing: _Optional[_Union[UpstreamRouting, _Mapping]] = ..., upstream_discovery: _Optional[_Union[UpstreamDiscovery, _Mapping]] = ..., upstream_checker: _Optional[_Union[_healthchecker_pb2.UpstreamChecker, _Mapping]] = ..., enable_fwmarks: _Optional[bool] = ..., dynamic_routing: _Optional[_Union[DynamicRouting, _Mapping]] = ..., configure_reals: _Optional[bool] = ..., weight_up: _Optional[int] = ..., vip_link: _Optional[str] = ...) -> None: ...
+    drain_timeout_ms: int
+    slow_start_ms: int
+    flap_damping: FlapDamping
+    min_pooled_ratio: float
+    def __init__(self, name: _Optional[str] = ..., setup_name: _Optional[str] = ..., lb_service: _Optional[_Union[_common_pb2.LoadBalancerService, _Mapping]] = ..., upstream_routing: _Optional[_Union[UpstreamRouting, _Mapping]] = ..., upstream_discovery: _Optional[_Union[UpstreamDiscovery, _Mapping]] = ..., upstream_checker: _Optional[_Union[_healthchecker_pb2.UpstreamChecker, _Mapping]] = ..., enable_fwmarks: _Optional[bool] = ..., dynamic_routing: _Optional[_Union[DynamicRouting, _Mapping]] = ..., configure_reals: _Optional[bool] = ..., weight_up: _Optional[int] = ..., vip_link: _Optional[str] = ..., drain_timeout_ms: _Optional[int] = ..., slow_start_ms: _Optional[int] = ..., flap_damping: _Optional[_Union[FlapDamping, _Mapping]] = ..., min_pooled_ratio: _Optional[float] = ...) -> None: ...
+
+class FlapDamping(_message.Message):
+    __slots__ = ("half_life_ms", "suppress_flaps", "reuse_flaps")
+    HALF_LIFE_MS_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESS_FLAPS_FIELD_NUMBER: _ClassVar[int]
+    REUSE_FLAPS_FIELD_NUMBER: _ClassVar[int]
+    half_life_ms: int
+    suppress_flaps: float
+    reuse_flaps: float
+    def __init__(self, half_life_ms: _Optional[int] = ..., suppress_flaps: _Optional[float] = ..., reuse_flaps: _Optional[float] = ...) -> None: ...
 
 class ControlPlaneConfig(_message.Message):
     __slots__ = ("balancers",)

@@ -44,14 +44,10 @@ from __future__ import annotations
 import enum
 import math
 from collections import Counter, deque
-from dataclasses import dataclass, field, replace
 
 from .._model import (
-    AddAddress,
-    AddService,
     AnnounceRoute,
     DataPlaneState,
-    LinkAddress,
     Operation,
     Owned,
     Route,
@@ -59,6 +55,7 @@ from .._model import (
 )
 from ..plan import PHASES, apply_to, owned_after, plan
 from ._groups import covers, group_of, held_address
+from ._round import STAGE, STAGES, Trouble, Round, with_creations
 from ._messages import (
     Action,
     Applied,
@@ -77,10 +74,6 @@ from ._messages import (
 
 __all__ = ["Goal", "Trouble", "WriterMachine"]
 
-#: Stage of each planner phase, in apply order.
-_STAGE = {0: "withdraw", 1: "build", 2: "build", 3: "build", 4: "announce",
-          5: "delete", 6: "delete"}
-_STAGES = ("withdraw", "build", "announce", "delete")
 _EMPTY = DataPlaneState()
 
 
@@ -95,28 +88,6 @@ class _Read(enum.StrEnum):
 
     RESYNC = "resync"  # the timer: what must change now is drift
     RECOVER = "recover"  # the model is unknown (a refusal, or a failed read)
-
-
-@dataclass(frozen=True, slots=True)
-class Trouble:
-    """A failing group: consecutive failed rounds, and when it may try again."""
-
-    failures: int
-    retry_at: float
-
-
-@dataclass(slots=True)
-class _Round:
-    before: DataPlaneState
-    target: DataPlaneState
-    stages: deque[tuple[str, list[Operation]]]
-    started: float
-    done: list[Operation] = field(default_factory=list)
-    groups: set[str] = field(default_factory=set)  # groups with operations this round
-    failed: set[str] = field(default_factory=set)
-    withdrawn: set[Route] = field(default_factory=set)
-    unreachable: bool = False
-    complete: bool = True  # the whole plan runs: the model then equals the target
 
 
 class WriterMachine:
@@ -160,7 +131,7 @@ class WriterMachine:
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._resync_at = now + resync_interval
-        self._round: _Round | None = None
+        self._round: Round | None = None
         self._synced: tuple[DataPlaneState, DataPlaneState] | None = None
         self._pending_since: float | None = None
         self._tokens = 0
@@ -178,8 +149,15 @@ class WriterMachine:
                 f"troubles={sorted(self.troubles)} holds={len(self.holds)}>")
 
     def count_error(self, code: int) -> None:
-        """Count a failure the actor met outside an event (a read at start, a record)."""
+        """Count a failure the actor met outside an event (a read at start)."""
         self.errors[code] += 1
+
+    def record_failed(self, code: int) -> None:
+        """The last ``Record`` could not be written: count it, and write it again before
+        anything more is created. (The actor reports the apply that needed it as
+        ``Applied(unreachable=code)`` without doing it.)"""
+        self.errors[code] += 1
+        self.recorded = None
 
     # ----------------------------------------------------------------- events
 
@@ -318,7 +296,6 @@ class WriterMachine:
             r.failed.add(group_of(failure.op))
         if event.unreachable:
             self.errors[event.unreachable] += 1
-            r.unreachable = True
             r.failed |= r.groups
             r.stages.clear()
         return self._next_stage(now)
@@ -338,17 +315,17 @@ class WriterMachine:
             return []
         ops = self._plan()
         runnable = self._runnable(ops, now)
-        r = _Round(before=self.kernel, target=target, stages=deque(), started=now,
+        r = Round(before=self.kernel, target=target, stages=deque(),
                    complete=len(runnable) == len(ops))
-        for stage in _STAGES:
-            ops = [op for op in runnable if _STAGE[PHASES[type(op)]] == stage]
+        for stage in STAGES:
+            ops = [op for op in runnable if STAGE[PHASES[type(op)]] == stage]
             if ops:
                 r.stages.append((stage, ops))
         r.groups = {group_of(op) for op in runnable}
         self._round = r
         actions: list[Action] = []
-        intended = _with_creations(self.owned, runnable)
-        if intended != self.recorded:
+        intended = with_creations(self.owned, runnable)
+        if intended is not None and intended != self.recorded:
             self.owned = self.recorded = intended  # write-ahead: named before created
             actions.append(Record(owned=intended))
         return actions + self._next_stage(now)
@@ -447,7 +424,7 @@ class WriterMachine:
         trouble = self.troubles.get(group)
         return trouble is not None and trouble.retry_at > now
 
-    def _waits(self, op: Operation, now: float, r: _Round | None,
+    def _waits(self, op: Operation, now: float, r: Round | None,
                withdrawing: set[Route] = frozenset()) -> bool:
         """True if deleting ``op`` now could cut traffic still routed to us."""
         address = held_address(op)
@@ -494,13 +471,3 @@ class WriterMachine:
             return []
         self._armed = at
         return [ArmTimer(at=at)]
-
-
-
-def _with_creations(owned: Owned, ops: list[Operation]) -> Owned:
-    services = {op.service.key for op in ops if isinstance(op, AddService)}
-    addresses = {op.address for op in ops if isinstance(op, AddAddress)}
-    if services <= owned.services and addresses <= owned.addresses:
-        return owned
-    return replace(owned, services=owned.services | services,
-                   addresses=owned.addresses | frozenset[LinkAddress](addresses))

@@ -1,31 +1,28 @@
-"""A writer process for the kill -9 tests: ``python tests/kernel/_writer_child.py ...``.
+"""A writer process for the kill -9 tests and benchmark: ``run_child(...)``.
 
-Runs a Writer over the real kernel (IpvsDataPlane) towards an N x M MASQ state
-(VIPs 10.0.1.i on lo, reals 10.3.i.j:8080) and, with ``--kill``, SIGKILLs
-itself at a chosen point: ``record-before`` (before the first ownership record
-is written), ``record-during`` (the new record is written and synced but not
-yet renamed), ``record-after`` (recorded, nothing created yet), ``apply-half``
-(half of the first batch is in the kernel). ``--then stop`` shuts down
-gracefully once applied; ``--then hold`` prints "applied" and waits to be
-killed. Prints "applied" and "stopped" on stdout.
+Forks (the parent has imported everything already: under TCG a fresh Python
+would spend most of the test importing) a process that runs a Writer over the
+real kernel (IpvsDataPlane) towards an N x M MASQ state (VIPs 10.0.1.i on lo,
+reals 10.3.i.j:8080) and, with ``kill``, SIGKILLs itself at a chosen point:
+``record-before`` (before the first ownership record is written),
+``record-during`` (the new record is written and synced but not yet renamed),
+``record-after`` (recorded, nothing created yet), ``apply-half`` (half of the
+first batch is in the kernel). ``then="stop"`` shuts down gracefully once
+applied; ``then="hold"`` reports "applied" and waits to be killed.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
-import sys
-from pathlib import Path
+from dataclasses import dataclass
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import trio
 
-import trio  # noqa: E402
-
-import actors.ownership  # noqa: E402
-import actors.writer  # noqa: E402
-from actors.dataplane.ipvs import IpvsDataPlane  # noqa: E402
-from kglb import (  # noqa: E402
+import actors.ownership
+import actors.writer
+from actors.dataplane.ipvs import IpvsDataPlane
+from kglb import (
     DataPlaneState,
     ForwardMethod,
     LinkAddress,
@@ -70,32 +67,55 @@ def arm(point: str) -> None:
         IpvsDataPlane.apply = half
 
 
-async def main(args) -> None:
-    arm(args.kill)
+@dataclass
+class Child:
+    pid: int
+    lines: object  # a text file: "applied", "stopped <manager state>"
+
+    def wait(self) -> tuple[int, list[str]]:
+        """(-signal or exit status, the lines it reported)."""
+        said = [line.strip() for line in self.lines]
+        _, status = os.waitpid(self.pid, 0)
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        return code, said
+
+    def wait_for(self, text: str) -> None:
+        line = self.lines.readline()
+        assert line.strip() == text, line
+
+
+def start_child(record, services: int, reals: int, *, kill: str = "none",
+                then: str = "stop") -> Child:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write)
+        return Child(pid=pid, lines=os.fdopen(read, "r"))
+    os.close(read)
+    status = 1
+    try:
+        with os.fdopen(write, "w", buffering=1) as out:
+            arm(kill)
+            trio.run(_main, record, big_state(services, reals), then, out)
+            status = 0
+    finally:
+        os._exit(status)
+
+
+async def _main(record, state: DataPlaneState, then: str, out) -> None:
     dataplane = IpvsDataPlane()
-    writer = actors.writer.Writer(dataplane, ownership_path=args.record)
+    writer = actors.writer.Writer(dataplane, ownership_path=record)
     send, receive = trio.open_memory_channel(1)
-    state = big_state(args.services, args.reals)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run, receive)
             await send.send(state)
             while writer.statistics().applied != state:
-                await trio.sleep(0.05)
-            print("applied", flush=True)
-            if args.then == "hold":
+                await trio.sleep(0.02)
+            print("applied", file=out)
+            if then == "hold":
                 await trio.sleep_forever()
             await send.aclose()
     finally:
         await dataplane.aclose()
-    print("stopped", writer.statistics().manager_state, flush=True)
-
-
-if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--services", type=int, required=True)
-    p.add_argument("--reals", type=int, required=True)
-    p.add_argument("--record", required=True)
-    p.add_argument("--kill", default="none")
-    p.add_argument("--then", choices=("stop", "hold"), default="stop")
-    trio.run(main, p.parse_args())
+    print("stopped", writer.statistics().manager_state, file=out)

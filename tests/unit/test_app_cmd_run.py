@@ -55,12 +55,12 @@ def read_until(proc, text, timeout=20.0):
     raise AssertionError(f"{text!r} not printed; got {lines}; stderr: {proc.stderr.read()}")
 
 
-def test_bad_config_exits_2_with_every_problem(tmp_path):
+def test_bad_config_exits_3_with_every_problem(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text('{"balancers": [{"name": ""}]}')
     proc = kglb_trio("--config", str(path), "--dry-run", "--state-file", str(tmp_path / "o.json"))
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 2
+    assert proc.returncode == 3  # ExitCode.CONFIG, as with --check and plan
     assert "invalid config" in err and "balancers[0]" in err
     assert not (tmp_path / "o.json").exists()
 
@@ -71,7 +71,9 @@ def test_dry_run_prints_changes_reloads_on_sighup_and_cleans_up_on_sigterm(tmp_p
     proc = kglb_trio("--config", str(path), "--dry-run", "--status-address", "127.0.0.1:0",
                      "--log-format", "json")
     try:
-        read_until(proc, "-a -t 10.0.0.1:80 -r 10.1.0.1:80 -i -w 1000")
+        # Added at weight 1000, or at 0 and then edited: the first apply may come
+        # before the first check (a real starts down).
+        read_until(proc, "-t 10.0.0.1:80 -r 10.1.0.1:80 -i -w 1000")
         path.write_text(config(weight_up=5))
         os.kill(proc.pid, signal.SIGHUP)
         read_until(proc, "-e -t 10.0.0.1:80 -r 10.1.0.1:80 -i -w 5")

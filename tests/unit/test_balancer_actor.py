@@ -6,6 +6,7 @@ import trio
 from _control_fakes import balancer_config
 
 from actors.balancer import BalancerMemory, run_balancer
+from actors.probes import Unwatch, Watch
 from actors.resolver import resolve_host
 from actors.supervisor import ControlPlane
 from kglb import CheckResult, ProbeResult, ServiceKey
@@ -24,15 +25,21 @@ class FakeWatch:
 
 
 class FakeProber:
-    """The Prober's watch() signature; the test delivers results by hand."""
+    """The Prober's inbox (Watch and Unwatch messages); the test delivers results by hand."""
 
     def __init__(self):
         self.watches = []
+        self.inbox = self  # what ControlPlane hands to its balancers
 
-    def watch(self, target, *, interval, limiter, send, quiet_after=0):
-        w = FakeWatch(self, target, send, quiet_after)
-        self.watches.append(w)
-        return w
+    def send_nowait(self, message):
+        for w in self.active():
+            if (w.target, w.send) == (message.target, message.send):
+                w.cancel()
+        if isinstance(message, Watch):
+            self.watches.append(FakeWatch(self, message.target, message.send,
+                                          message.quiet_after))
+        else:
+            assert isinstance(message, Unwatch)
 
     def active(self):
         return [w for w in self.watches if w.active]
@@ -43,7 +50,7 @@ class FakeProber:
                 await w.send.send(ProbeResult(target=w.target, result=CheckResult(passed=passed),
                                               at=trio.current_time(), folded=folded))
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED):
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED, budget=None):
         task_status.started()
         await trio.sleep_forever()
 
@@ -121,3 +128,31 @@ async def test_fwmarks_shared_by_balancers_and_released_when_both_are_gone(autoj
         assert await plane.reload(Config(balancers=())) == []
         assert pool.statistics() == (0, 10)
         plane.stop()
+
+
+async def test_a_host_that_never_resolved_is_logged_as_left_out():
+    """Issue 13, problem 5: no "keeping its last address ... last=None"."""
+    from structlog.testing import capture_logs
+
+    from actors.resolver import ResolveError
+
+    async def resolve(host, family):
+        if host[0].isdigit():
+            return host
+        raise ResolveError(f"{host}: no such name")
+
+    memory = BalancerMemory()
+    memory.addresses["known.example"] = "10.1.0.7"  # resolved in an earlier run
+    send, _receive = trio.open_memory_channel(100)
+    config = balancer_config(hosts=("10.1.0.1", "never.invalid", "known.example"))
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(partial(run_balancer, config, prober=FakeProber(),
+                                        fwmarks=FwmarkPool(), memory=memory, send=send,
+                                        resolve=resolve))
+            nursery.cancel_scope.cancel()
+    said = sorted((e["event"], e["host"], e.get("last")) for e in logs if "host" in e)
+    assert said == [
+        ("host does not resolve; keeping its last address", "known.example", "10.1.0.7"),
+        ("host does not resolve; left out until it does", "never.invalid", None),
+    ]

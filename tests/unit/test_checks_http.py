@@ -10,6 +10,7 @@ import trio
 
 from actors.checks import _http_wire as wire
 from actors.checks import run_check
+from actors.checks._http_head import HeadReader
 from actors.checks._net import CheckFailure
 from kglb import ProbeTarget
 from kglb.config import HttpCheck
@@ -144,7 +145,7 @@ async def test_endless_status_line_is_bounded(check_serve):
             pass
 
     port = await check_serve(endless)
-    assert (await check("127.0.0.1", port)).reason == "too long"
+    assert (await check("127.0.0.1", port)).reason == "header too large"
 
 
 async def test_endless_header_is_bounded_when_following(check_serve):
@@ -233,4 +234,27 @@ def test_url_parts():
                                   b"HTTP/1.1 abc X\r\n", b"SSH-2.0-OpenSSH\r\n"])
 def test_bad_status_lines(line):
     with pytest.raises(CheckFailure):
-        wire.parse_status(line)
+        HeadReader().feed(line)
+
+
+@pytest.mark.parametrize("response", [b"HTTP/1.1 302 Found\r\nLocation: /x\r\nA: b\r\n\r\nbody",
+                                      b"HTTP/1.1 302 Found\nLocation: /x\nA: b\n\nbody"])
+def test_head_reader_byte_by_byte(response):
+    """The head's end is found however the bytes are split (a drip, one byte per read)."""
+    reader = HeadReader()
+    for n in range(len(response)):
+        head = reader.feed(response[n:n + 1])
+        if head is not None:
+            break
+    assert response[:n + 1].endswith((b"b\r\n\r\n", b"b\n\n")) and head == (302, "/x")
+
+
+def test_head_reader_bounds_and_eof():
+    reader = HeadReader(limit=32)
+    assert reader.feed(b"HTTP/1.1 200 OK\r\nX: " + b"y" * 10) is None
+    with pytest.raises(CheckFailure, match="header too large"):
+        reader.feed(b"y" * 20)
+    with pytest.raises(CheckFailure, match="short read"):
+        HeadReader().eof()
+    with pytest.raises(CheckFailure, match="bad response"):
+        HeadReader().feed(b"<")  # cannot begin HTTP/: judged at once

@@ -97,7 +97,7 @@ def _fifo(path: Path) -> Path:
 def test_bad_input_gives_one_clear_line(capsys, tmp_path, make, expected):
     path = make(tmp_path)
     code, out, err = check(capsys, path)
-    assert (code, out) == (1, [])
+    assert (code, out) == (3, [])
     assert err == [expected.format(path)]
 
 
@@ -110,13 +110,13 @@ def test_unreadable_file(capsys, tmp_path, monkeypatch):
     else:
         path.chmod(0)
     code, _, err = check(capsys, path)
-    assert (code, err) == (1, [f"{path}: cannot open: permission denied"])
+    assert (code, err) == (3, [f"{path}: cannot open: permission denied"])
 
 
 def test_every_problem_on_its_own_line(capsys):
     path = CONFIGS / "many_problems.json"
     code, out, err = check(capsys, path)
-    assert (code, out) == (1, [])
+    assert (code, out) == (3, [])
     assert err == [f"{path}: {problem}" for problem in (
         "balancers[0].name: is required",
         "balancers[0].lbService.ipvsService.tcpAttributes.address.ipv4: '10.0.0.300' is not an IP address",
@@ -138,7 +138,7 @@ def test_read_config_limit_is_checked_before_reading(tmp_path):
 
 def test_real_process_exit_codes_and_no_traceback(tmp_path):
     bad = _write(tmp_path / "bad.json", b"\x89PNG\r\n\x1a\n")
-    for path, expected in ((ROOT / "examples" / "example_config.json", 0), (bad, 1)):
+    for path, expected in ((ROOT / "examples" / "example_config.json", 0), (bad, 3)):
         run = subprocess.run([sys.executable, "-m", "actors.cli", "--config", str(path), "--check"],
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert run.returncode == expected, run.stderr

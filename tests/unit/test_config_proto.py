@@ -61,6 +61,10 @@ KGLB_FIELDS = {
 OURS = {
     (common_pb2.IpvsService, "persistence_timeout_s"): 6,
     (config_pb2.BalancerConfig, "vip_link"): 11,
+    (config_pb2.BalancerConfig, "drain_timeout_ms"): 12,
+    (config_pb2.BalancerConfig, "slow_start_ms"): 13,
+    (config_pb2.BalancerConfig, "flap_damping"): 14,
+    (config_pb2.BalancerConfig, "min_pooled_ratio"): 15,
 }
 KGLB_ENUMS = {
     common_pb2.ForwardMethods: {"TUNNEL": 0, "MASQ": 1},

@@ -50,7 +50,9 @@ async def test_a_short_run_shows_reals_changing_and_shuts_down_cleanly():
     # frames show the table with health and reasons
     assert "TCP  192.0.2.1:80 wrr" in text
     assert "status 500" in text and "refused" in text and "timeout" in text
-    assert text.count("kglb-trio demo: 30 reals on loopback") >= 8
+    # redrawn every 0.25 s of a 2 s run: 8 frames on an idle host; a loaded
+    # one draws fewer in real time, but always several
+    assert text.count("kglb-trio demo: 30 reals on loopback") >= 4
     assert text.rstrip().endswith("0 services and 0 VIPs left owned")
 
 

@@ -226,3 +226,23 @@ def test_a_poll_takes_a_bounded_number_of_completions(silent, monkeypatch):
         done.append(len(h.results))
     assert done == [2, 4, 5]
     assert {reason for _, _, reason in h.results} == {"ok"}
+
+
+def test_latency_is_read_on_the_clock_not_the_step():
+    """A tcp check on loopback ends within the step it started in: its latency is the
+    clock's time between connect and completion, not 0.0 (issue 13, problem 6)."""
+    ticks = iter(range(1, 1000))
+    results = []
+    engine = LeanEngine(lambda probe, result, now: results.append(result) or True, jitter=0,
+                        clock=lambda: next(ticks) * 50e-6)  # each read 50 µs later
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(10)
+        target = ProbeTarget(address="127.0.0.1", port=listener.getsockname()[1],
+                             check=TcpCheck())
+        engine.add(Probe(target))
+        engine.step(1.0)  # its first check was due at the clock's first read
+        while engine.in_flight and select.select([engine.fileno()], [], [], 1)[0]:
+            engine.step(1.0)
+    engine.close()
+    assert results[0].passed and 0 < results[0].latency < 0.001

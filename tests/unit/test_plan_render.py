@@ -152,7 +152,7 @@ async def test_plan_command_kernel_unreadable(tmp_path, capsys):
         raise OSError(97, "ip_vs is not loaded")
 
     status = await _cmd_plan.print_plan(load(CONFIG), str(tmp_path / "o.json"), broken)
-    assert status == 2
+    assert status == 4  # ExitCode.HOST
     assert "ip_vs is not loaded" in capsys.readouterr().err
 
 
@@ -161,7 +161,7 @@ def test_plan_main_bad_config(tmp_path, capsys, monkeypatch):
     bad.write_text(json.dumps({"balancers": [{"name": ""}]}))
     args = _cmd_plan.argparse.Namespace(config=str(bad), state_file=str(tmp_path / "o.json"))
     monkeypatch.setattr(_cmd_plan.logs, "configure", lambda **kw: None)  # process-wide
-    assert _cmd_plan.main(args) == 1
+    assert _cmd_plan.main(args) == 3  # ExitCode.CONFIG
     assert capsys.readouterr().err
 
 

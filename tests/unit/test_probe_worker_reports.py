@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pickle
 
+import pytest
 import trio
 
 from actors import probe_worker
+from actors._probe_pipe import WatchCommand, WorkerResult, encode
 from actors.probe_worker import _Outbox, _Tag, _Worker, _write_reports
 from kglb import CheckResult, ProbeResult, ProbeTarget
 from kglb.config import TcpCheck
@@ -29,7 +31,7 @@ class Pipe(trio.abc.SendStream):
         self.reports: list[tuple[float, list]] = []
 
     async def send_all(self, data) -> None:
-        self.reports.append((trio.current_time(), pickle.loads(bytes(data[4:]))[0]))
+        self.reports.append((trio.current_time(), pickle.loads(bytes(data[4:])).results))
 
     async def wait_send_all_might_not_block(self) -> None:
         pass
@@ -51,7 +53,7 @@ async def test_results_that_may_decide_go_at_once_and_folded_ones_are_gathered(
     nursery.start_soon(_write_reports, worker, pipe)
     await trio.sleep(5.5)  # nothing to say: a report a second anyway
     assert [round(t) for t, _ in pipe.reports] == [1, 2, 3, 4, 5]
-    assert all(results == [] for _, results in pipe.reports)
+    assert all(results == () for _, results in pipe.reports)
 
     await trio.sleep(0.1)  # well after the last report
     pipe.reports.clear()
@@ -62,6 +64,20 @@ async def test_results_that_may_decide_go_at_once_and_folded_ones_are_gathered(
     await trio.sleep(0.5)
     tag.send_nowait(result("steady", folded=(0.001,)))
     await trio.sleep(0.1)
-    sent = [(round(t - start, 4), [r[2] for r in results]) for t, results in pipe.reports]
+    sent = [(round(t - start, 4), [r.reason for r in results]) for t, results in pipe.reports]
     spacing, gather = probe_worker._GATHER_URGENT, probe_worker._GATHER
     assert sent == [(0.0, ["first"]), (spacing, ["second"]), (0.5005 + gather, ["steady"])]
+
+
+def test_pipe_messages_validate_when_built_and_when_read():
+    """Typed messages, not tuples: a bad one cannot be built, nor read back."""
+    good = WatchCommand(probe_id=1, target=TARGET, interval=1.0, limiter=0, tokens=10)
+    assert pickle.loads(encode((good,))[4:]) == (good,)
+    for bad in ({"interval": 0}, {"tokens": 0}, {"probe_id": -1}, {"target": ("10.0.0.1", 80)}):
+        with pytest.raises((ValueError, TypeError)):
+            WatchCommand(**{"probe_id": 1, "target": TARGET, "interval": 1.0, "limiter": 0,
+                            "tokens": 10, **bad})
+    with pytest.raises(ValueError):
+        WorkerResult(probe_id=1, passed=True, reason="", latency=0.0, at=0.0)
+    with pytest.raises(TypeError):  # the old tuple commands are refused
+        _Worker(StubProber(), 1, _Outbox()).apply(("watch", 1, TARGET, 1.0, 0, 10, 0))

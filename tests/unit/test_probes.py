@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import trio
 
-from actors.probes import Prober, suggested_workers
+from actors.probes import Prober, Unwatch, Watch, suggested_workers
+from actors.supervisor import RestartBudget, open_supervisor
 from kglb import CheckResult, ProbeTarget
 from kglb.config import TcpCheck
 
@@ -270,3 +271,56 @@ def test_options_are_validated():
 )
 def test_suggested_workers(rate, cpus, workers):
     assert suggested_workers(rate, cpus) == workers
+
+
+async def test_a_crashed_prober_is_restarted_by_its_supervisor_with_every_probe(autojump_clock):
+    """The Prober is an actor: a bug in it is a crash the Supervisor counts and restarts
+    from, and the restarted run probes every target watched before, with no new watch."""
+    crashes = []
+
+    class CrashOnce(FakeCheck):
+        async def __call__(self, target):
+            if len(self.calls) == 2 and not crashes:
+                crashes.append(trio.current_time())
+                raise RuntimeError("a bug in a check")
+            return await super().__call__(target)
+
+    fake = CrashOnce()
+    prober = Prober(check=fake, jitter=0)
+    budget = RestartBudget()
+    send, receive = channel()
+    async with open_supervisor(budget=budget) as supervisor:
+        await supervisor.start("prober", prober.run, budget=budget)
+        prober.watch(target(1), interval=1.0, limiter=trio.CapacityLimiter(1), send=send)
+        await trio.sleep(5)
+        supervisor.cancel_all()
+    assert budget.restarts() == {"prober": 1}
+    starts = fake.starts("10.0.0.1")
+    assert crashes and starts[:2] == [starts[0], starts[0] + 1]
+    assert len(starts) >= 4 and all(t > crashes[0] for t in starts[2:])
+    assert prober.statistics().targets == 1
+
+
+async def test_the_inbox_takes_watch_and_unwatch_messages(started, autojump_clock):
+    """Actors talk to the Prober through its inbox: a Watch again replaces the first
+    (same target and channel), an Unwatch ends it; messages validate when built."""
+    fake = FakeCheck()
+    prober = await started(fake, jitter=0)
+    send, receive = channel()
+    limiter = trio.CapacityLimiter(1)
+    t0 = trio.current_time()
+    prober.inbox.send_nowait(Watch(target=target(1), interval=1.0, limiter=limiter, send=send))
+    await trio.sleep(0.5)
+    prober.inbox.send_nowait(Watch(target=target(1), interval=2.0, limiter=limiter, send=send))
+    await trio.sleep(4)
+    # The first check (at once) ran under the first Watch; the next ones every 2 s.
+    assert fake.starts("10.0.0.1") == [t0, t0 + 1, t0 + 3]
+    assert (prober.statistics().targets, prober.statistics().watches) == (1, 1)
+    prober.inbox.send_nowait(Unwatch(target=target(1), send=send))
+    await trio.sleep(5)
+    assert len(fake.calls) == 3 and prober.statistics().targets == 0
+    assert len(messages(receive)) == 3
+    with pytest.raises(ValueError):
+        Watch(target=target(1), interval=0, limiter=limiter, send=send)
+    with pytest.raises(TypeError):
+        Watch(target=("10.0.0.1", 80), interval=1.0, limiter=limiter, send=send)

@@ -9,9 +9,12 @@ import time
 
 import pytest
 import trio
+from functools import partial
 
+from actors._probe_pipe import WorkerResult
 from actors._probe_shards import urgent_first
 from actors.probes import Prober
+from actors.supervisor import RestartBudget
 from kglb import ProbeTarget
 from kglb.config import TcpCheck
 
@@ -32,7 +35,8 @@ async def test_two_workers_check_loopback_targets_and_survive_a_crash(nursery, c
     targets = [ProbeTarget(address="127.0.0.1", port=p, check=TcpCheck(timeout_ms=1000))
                for p in ports + [closed]]
     prober = Prober(workers=2)
-    await nursery.start(prober.run)
+    budget = RestartBudget()
+    await nursery.start(partial(prober.run, budget=budget))
     send, receive = trio.open_memory_channel(1000)
     limiter = trio.CapacityLimiter(10)
     watches = [prober.watch(t, interval=0.2, limiter=limiter, send=send) for t in targets]
@@ -61,6 +65,8 @@ async def test_two_workers_check_loopback_targets_and_survive_a_crash(nursery, c
         seen = await results_for_every_target()
     assert len(seen) == 5
     assert prober.statistics().workers[0].pid not in (None, victim.pid)
+    # Counted as any actor's crash: in the shared budget (restarts, actor_restarts_total).
+    assert budget.restarts() == {"probe worker 0": 1}
 
     # Cancelled watches: the workers stop probing them.
     for watch in watches:
@@ -126,12 +132,49 @@ def test_a_frame_delivers_results_that_may_decide_first_in_each_targets_order():
     f = (0.1,)  # a folded result (it carries earlier latencies)
 
     def result(probe_id, tag, folded=()):
-        return (probe_id, True, tag, 0.0, folded, 0.0)
+        return WorkerResult(probe_id=probe_id, passed=False, reason=tag, latency=0.0, at=0.0,
+                            folded=folded)
 
-    frame = [result(1, "a", f), result(2, "b"), result(1, "c"), result(3, "d", f),
-             result(2, "e"), result(4, "g")]
+    frame = (result(1, "a", f), result(2, "b"), result(1, "c"), result(3, "d", f),
+             result(2, "e"), result(4, "g"))
     ordered = urgent_first(frame)
-    assert [r[2] for r in ordered] == ["b", "e", "g", "a", "c", "d"]
+    assert [r.reason for r in ordered] == ["b", "e", "g", "a", "c", "d"]
     for probe_id in (1, 2, 3, 4):  # each target's own order is kept
-        assert [r for r in ordered if r[0] == probe_id] == [r for r in frame if r[0] == probe_id]
+        assert [r for r in ordered if r.probe_id == probe_id] == [
+            r for r in frame if r.probe_id == probe_id]
     assert urgent_first(frame[:1]) == frame[:1]
+
+
+async def test_the_worker_count_follows_set_workers_as_at_start(nursery, check_serve):
+    """A reload from a small config to a large one (and back) moves every probe into
+    worker processes (and back in-process), as a fresh start with that config would."""
+    port = await check_serve(lambda stream: stream.aclose())
+    targets = [ProbeTarget(address=f"127.0.0.{n}", port=port, check=TcpCheck(timeout_ms=1000))
+               for n in (1, 2, 3)]
+    prober = Prober(workers=0, jitter=0)
+    await nursery.start(prober.run)
+    send, receive = trio.open_memory_channel(1000)
+    for target in targets:
+        prober.watch(target, interval=0.1, limiter=trio.CapacityLimiter(10), send=send)
+
+    async def every_target_checked_after(moment: float) -> None:
+        seen = set()
+        with trio.fail_after(15):
+            while len(seen) < len(targets):
+                message = await receive.receive()
+                if message.at > moment:
+                    seen.add(message.target)
+
+    await every_target_checked_after(trio.current_time())
+    assert prober.statistics().workers == ()
+    prober.set_workers(2)
+    await every_target_checked_after(trio.current_time() + 0.2)
+    stats = prober.statistics()
+    assert len(stats.workers) == 2 and sum(w.targets for w in stats.workers) == 3
+    assert all(w.pid for w in stats.workers)
+    prober.set_workers(0)
+    moved = trio.current_time()
+    await every_target_checked_after(moved + 0.2)
+    stats = prober.statistics()
+    assert stats.workers == () and stats.targets == 3 and stats.in_flight <= 3
+    assert stats.checks >= 9  # the workers' checks are still counted

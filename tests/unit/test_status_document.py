@@ -27,7 +27,8 @@ def test_every_balancer_and_real_with_health_reason_and_since():
     assert web["reals"][0] == {
         "host": "web1", "address": "10.1.0.1", "port": 80, "weight": 1000, "health": "up",
         "count": 5, "passed": True, "reason": "ok", "latency_ms": 4.0,
-        "since": "2023-11-14T22:13:10.000+00:00", "since_seconds": 10.0, "fwmark": 0}
+        "since": "2023-11-14T22:13:10.000+00:00", "since_seconds": 10.0, "fwmark": 0,
+        "state": "up", "connections": None, "drain_left_seconds": None, "flap_penalty": 0.0}
     down = web["reals"][1]
     assert (down["health"], down["weight"], down["reason"], down["since_seconds"]) == (
         "down", 0, "status 503", 30.0)

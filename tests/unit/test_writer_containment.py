@@ -250,3 +250,28 @@ async def run_until_death_plain(dp, path, state) -> None:
         await nursery.start(writer.run, receive)
         await send.send(state)
         await trio.sleep(1)
+
+
+async def test_nothing_is_created_while_the_record_cannot_be_written(
+        harness, autojump_clock, monkeypatch):
+    import actors.writer
+
+    save = actors.writer.save_owned
+    failures = iter(range(3))
+
+    def full_disk(path, owned):
+        if next(failures, None) is not None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        save(path, owned)
+
+    monkeypatch.setattr(actors.writer, "save_owned", full_disk)
+    h = await harness(backoff=1.0)
+    state = desired(1000)
+    await h.send.send(state)
+    await trio.sleep(0.5)
+    assert h.dp.applied == [] and h.dp.attempts == {}  # not even tried
+    assert h.stats.errors_by_errno[errno.ENOSPC] == 3  # ahead, then each confirmation
+    assert h.stats.failing == {"10.0.0.1"}
+    await trio.sleep(10)  # the group's retry writes the record, then creates
+    assert h.dp.state == kernel_view(state)
+    assert load_owned(h.path).services == {A}

@@ -1,0 +1,109 @@
+"""Draining reals: the connection counts that end a drain, and the drain at shutdown.
+
+A balancer learns a real's ActiveConn from the IPVS counters the writer reads
+(``WriterStatistics.counters``, every ``counters_interval`` seconds; run_kglb
+reads them every :data:`DRAIN_COUNTERS_INTERVAL` seconds when a balancer
+drains). It reads the writer's newest immutable snapshot, as the status
+server does, rather than asking the writer over a channel: the writer already
+reads the counters for metrics, a balancer only looks while a real drains,
+and a reading is a snapshot that a stale copy cannot make wrong (a drain ends
+only on a reading taken after it began, see :func:`kglb.lifecycle.drain_over`).
+
+At a graceful shutdown without ``--keep-on-exit`` the control plane stops its
+balancers, moves every real of a balancer with ``drainTimeoutMs`` to draining
+and publishes, then waits until they are drained (or their timeouts passed)
+before the writer removes everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+import structlog
+import trio
+
+from kglb import BalancerState, RealKey, ServiceKey
+from kglb.config import BalancerConfig
+from kglb.lifecycle import drain_over
+
+__all__ = ["DRAIN_COUNTERS_INTERVAL", "DRAIN_POLL", "Connections", "Reading", "drain_at_shutdown",
+           "end_drains", "no_connections", "reading_of"]
+
+log = structlog.get_logger()
+
+#: How often a balancer with draining reals looks at the newest reading.
+DRAIN_POLL = 0.5
+#: How often the writer reads IPVS counters when some balancer drains (else its 10 s):
+#: a drained real is deleted within about this much after its last connection closed.
+DRAIN_COUNTERS_INTERVAL = 1.0
+
+#: (trio time of the reading or None, IPVS counters by service) — duck-typed
+#: ``actors.dataplane.ServiceCounters`` with ``reals`` of ``key``/``active_conns``.
+Reading = tuple[float | None, Mapping[ServiceKey, object]]
+Connections = Callable[[], Reading]
+
+
+def no_connections() -> Reading:
+    """No reading: drains end at their timeout."""
+    return None, {}
+
+
+def reading_of(statistics: Callable[[], object]) -> Connections:
+    """A Connections view of a writer's ``statistics()`` (its counters and their time)."""
+
+    def read() -> Reading:
+        stats = statistics()
+        return stats.counters_at, stats.counters
+
+    return read
+
+
+def end_drains(memory, config: BalancerConfig, now: float, reading: Reading) -> list[str]:
+    """Drop ``memory``'s drained reals; record the connections left of the others.
+
+    Returns the hosts whose drain ended.
+    """
+    read_at, counters = reading
+    service = counters.get(config.key)
+    active: dict[RealKey, int] = {} if service is None else {
+        real.key: real.active_conns for real in service.reals}
+    ended = []
+    timeout = config.lifecycle.drain_timeout_ms
+    for key, up in list(memory.draining.items()):
+        count = None if read_at is None else active.get(RealKey(address=key[1], port=key[2]), 0)
+        if drain_over(up.drain, now=now, timeout_ms=timeout, active=count, read_at=read_at):
+            del memory.draining[key]
+            ended.append(key[0])
+            log.info("real drained: deleted", real=key[0], address=key[1],
+                     connections=count, timed_out=now >= up.drain.deadline(timeout))
+        elif count is not None and read_at >= up.drain.since and count != up.drain.connections:
+            memory.draining[key] = replace(up, drain=replace(up.drain, connections=count))
+    return ended
+
+
+async def drain_at_shutdown(
+    memories: Mapping[str, object], configs: Mapping[str, BalancerConfig],
+    send: trio.MemorySendChannel[BalancerState], connections: Connections,
+) -> None:
+    """Drain every real of every balancer with a drain timeout, then return.
+
+    The balancer actors must be stopped: this owns their memories now.
+    """
+    from .balancer import publish  # the balancer module imports this one
+
+    draining = {i: c for i, c in configs.items() if c.lifecycle.drain_timeout_ms and i in memories}
+    if not draining:
+        return
+    now = trio.current_time()
+    for identity, config in draining.items():
+        memories[identity].drain_all(config, now)
+        await publish(memories[identity], config, send)
+    log.info("draining every real before shutdown",
+             reals=sum(len(memories[i].draining) for i in draining))
+    while any(memories[i].draining for i in draining):
+        await trio.sleep(DRAIN_POLL)
+        now = trio.current_time()
+        for identity, config in draining.items():
+            if end_drains(memories[identity], config, now, connections()):
+                await publish(memories[identity], config, send)
