@@ -37,7 +37,7 @@ from kglb.pretty import render_operation
 
 from . import logs, sdnotify
 from .app import KglbHandle, run_kglb
-from .gc_policy import settle_gc
+from .gc_policy import release_memory, settle_gc
 from .config_file import read_config
 from .dataplane import MemoryDataPlane
 from .exit_codes import ExitCode
@@ -45,6 +45,7 @@ from .http import run_http_server
 from .metrics import LoopLagMonitor
 from .probes import Prober, suggested_workers
 from .signals import run_signal_handler
+from .supervisor import RestartBudget
 
 __all__ = ["main"]
 
@@ -107,9 +108,10 @@ def _first(group: BaseExceptionGroup) -> BaseException:
     return group
 
 
-async def _start_status_server(nursery, address: str, handle, loop_lag) -> None:
+async def _start_status_server(nursery, address: str, handle, loop_lag, budget) -> None:
     try:
-        await nursery.start(partial(run_http_server, address, handle, loop_lag=loop_lag))
+        await nursery.start(partial(run_http_server, address, handle, loop_lag=loop_lag,
+                                    budget=budget))
     except OSError as exc:
         why = exc.strerror or str(exc)
         raise _CannotListen(f"-status_port {address}: cannot listen: {why.lower()}; "
@@ -147,7 +149,9 @@ async def _run(args, config: Config, speaker) -> int:
 
             async with trio.open_nursery() as nursery:
                 loop_lag = LoopLagMonitor()
-                await _start_status_server(nursery, args.status_address, late, loop_lag)
+                # One restart budget for the status server and every actor of the control plane.
+                budget = RestartBudget()
+                await _start_status_server(nursery, args.status_address, late, loop_lag, budget)
                 await nursery.start(loop_lag.run)
                 await nursery.start(partial(run_signal_handler, shutdown=shutdown, force=force,
                                             reload=lambda: _reload(args.config, late.handle, resize)))
@@ -167,7 +171,7 @@ async def _run(args, config: Config, speaker) -> int:
                     await run_kglb(
                         config, dataplane=dataplane, prober=prober, speaker=speaker,
                         ownership_path=None if args.dry_run else args.state_file,
-                        keep_on_exit=args.keep_on_exit,
+                        keep_on_exit=args.keep_on_exit, budget=budget,
                         on_apply=_print_operations if args.dry_run else None,
                         writer=writer, task_status=task_status)
                     stopped.set()
@@ -275,6 +279,7 @@ async def _reload(path: str, handle: KglbHandle | None,
         log.info("config reloaded", balancers=len(config.balancers))
         if resize is not None:
             resize(config)
+        await trio.to_thread.run_sync(release_memory)  # what the old config freed (gc_policy)
     return problems
 
 

@@ -183,6 +183,7 @@ async def run_kglb(
     on_apply: Callable[[Sequence[Operation]], None] | None = None,
     resolve: Resolve = resolve_host,
     policy: RestartPolicy = RestartPolicy(),
+    budget: RestartBudget | None = None,
     coalesce: float = COALESCE,
     writer=None,
     task_status=trio.TASK_STATUS_IGNORED,
@@ -193,6 +194,8 @@ async def run_kglb(
     them); ``resolve``, ``policy`` and ``coalesce`` are for tests and tuning.
     ``writer``: something with Writer's face (``run``, ``statistics``) to use
     instead of an in-process Writer, e.g. ``actors.writer_proxy.WriterProxy``.
+    ``budget``: a RestartBudget shared with actors the caller runs (the
+    status server); None = one for ``policy``.
     Raises ValueError for a config the loader should have refused (duplicate
     services), before anything starts.
     """
@@ -212,7 +215,7 @@ async def run_kglb(
         # receive end is ours, not the writer's: it must outlive a writer crash.
         send_desired, receive_desired = trio.open_memory_channel[DataPlaneState](1)
         stack.enter_context(receive_desired)
-        budget = RestartBudget(policy)
+        budget = budget if budget is not None else RestartBudget(policy)
         plane = ControlPlane(config, prober=prober, send_desired=send_desired, resolve=resolve,
                              budget=budget, coalesce=coalesce,
                              connections=reading_of(writer.statistics),

@@ -8,11 +8,11 @@ metric families when scraped (libraries.md §5: 10k labelled children cost
 
 kglb's metrics keep their exact names and labels (kglb.md §4), and all of them
 are visible and true (decisions.md rows 5, 6; kglb's GaugeGroup ones were never
-exported). kglb's counters have no ``_total`` suffix; prometheus_client's text
-writer always appends one to counters, so ``expose()`` writes the text format
-itself: a counter is typed ``counter`` under the exact name of its samples.
-That reproduces kglb's output line for line (client_golang does the same)
-while our own counters follow the convention and end in ``_total``.
+exported); the text formats are written by actors.exposition. Where kglb's
+metrics would mislead, they are made true: no BGP session series without BGP,
+duplicate balancer names told apart (``balancer_labels``), the reason of a
+check as a bounded metric of its own rather than a label of ``real_up``, and
+the age of the IPVS counters exported beside them.
 
 The snapshot attributes read (``stats`` is an ``actors.app.KglbStatistics``):
 
@@ -27,7 +27,7 @@ The snapshot attributes read (``stats`` is an ``actors.app.KglbStatistics``):
 - ``stats.writer`` (``actors.writer.WriterStatistics``): ``manager_state``,
   ``applied``, ``applied_wall``, ``last_apply_duration``, ``operations``,
   ``errors_by_errno``, ``drift_repairs``, ``owned``, ``foreign_services``,
-  ``foreign_addresses``, ``routes`` (announced), ``counters``
+  ``foreign_addresses``, ``routes`` (announced), ``counters``, ``counters_at``
 - ``stats.prober`` (``actors.probes.ProberStatistics``): ``by_reason``,
   ``in_flight``, ``missed``
 """
@@ -38,6 +38,7 @@ import bisect
 import errno as errno_module
 import itertools
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -50,18 +51,23 @@ from prometheus_client.utils import floatToGoString
 
 from kglb import BalancerState, ProbeResult
 
+from .exposition import OPENMETRICS_CONTENT_TYPE, expose, expose_openmetrics
+
 __all__ = [
     "CONTENT_TYPE",
     "LATENCY_BUCKETS",
+    "OPENMETRICS_CONTENT_TYPE",
     "CheckTally",
     "Histogram",
     "LoopLag",
     "LoopLagMonitor",
     "SnapshotCollector",
+    "balancer_labels",
     "balancer_state",
     "build_registry",
     "disable_created_metrics",
     "expose",
+    "expose_openmetrics",
     "render_metrics",
     "run_loop_lag_monitor",
 ]
@@ -71,6 +77,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Check latency buckets (seconds): checks time out at 5 s by default.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: Event-loop lag buckets (seconds): above ~10 ms something blocks the loop.
+#: Distinct reasons per balancer in ``reals_by_reason``; the rarest beyond are "other".
+MAX_REASONS = 16
 LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 BALANCER_STATES = ("initial", "available", "no_upstreams", "failsafe", "shutdown")
@@ -214,6 +222,15 @@ class _Family:
         return metric
 
 
+def _bounded(counted: Counter[str]) -> dict[str, int]:
+    """At most MAX_REASONS reasons: the most common, the rest summed as "other"."""
+    if len(counted) <= MAX_REASONS:
+        return dict(counted)
+    kept = dict(counted.most_common(MAX_REASONS - 1))
+    kept["other"] = kept.get("other", 0) + sum(counted.values()) - sum(kept.values())
+    return kept
+
+
 def _one_hot(family: _Family, states: Iterable[str], current: str, *labels: str) -> None:
     for state in states:
         family.set(1.0 if state == current else 0.0, *labels, state)
@@ -226,6 +243,21 @@ def balancer_state(b: BalancerState) -> str:
     if not (b.services and b.services[0].reals):
         return "no_upstreams"
     return "initial" if b.initial else "available"
+
+
+def balancer_labels(balancers: Iterable[BalancerState]) -> dict[str, tuple[str, str]]:
+    """(setup, service) label values by balancer identity.
+
+    kglb allows two balancers with the same name in one setup; their series
+    would collapse into one. Those (and only those) are told apart by their
+    identity (``web-10.0.0.1:80-tcp``) as the ``service`` label; every other
+    balancer keeps its name, so its series do not change.
+    """
+    balancers = list(balancers)
+    names = [(b.setup_name or "unknown", b.name or "unknown") for b in balancers]
+    counts = Counter(names)
+    return {b.identity: (setup, b.identity if counts[setup, name] > 1 else name)
+            for b, (setup, name) in zip(balancers, names)}
 
 
 CP = "kglb:control_plane:"
@@ -244,8 +276,9 @@ def _control_plane(stats) -> Iterator[Metric]:
     static = _Family(CP + "discovery:static_upstream_count", "Configured hosts.", "gauge", SS)
     checks = _Family(CP + "healthcheck", "Checks per real and result.", "counter",
                      (*SS, "host", "result"))
+    by_identity = balancer_labels(stats.balancers)
     for b in stats.balancers:
-        labels = (b.setup_name or "unknown", b.name or "unknown")
+        labels = by_identity[b.identity]
         _one_hot(state, BALANCER_STATES, balancer_state(b), *labels)
         _one_hot(route, ("on", "off"), "on" if stats.route_decisions.get(b.identity) else "off",
                  *labels)
@@ -294,6 +327,8 @@ def _data_plane(stats, wall: float) -> Iterator[Metric]:
                   "delete_failed")
     yield from (manager.metric(), age.metric(), links.metric())
     yield from _ipvs_counters(stats)
+    if not any(b.route is not None for b in stats.balancers):
+        return  # no BGP configured: no session to report on, no routes
     session = _Family(DP + "bgp_session", "1 for the BGP session state.", "gauge", ("state",))
     _one_hot(session, ("established", "not_established"),
              "established" if stats.bgp_established else "not_established")
@@ -307,10 +342,11 @@ def _ipvs_counters(stats) -> Iterator[Metric]:
     """Bytes and packets per balancer and per real, kglb's way: fwmark and foreign
     services left out, series with the same name summed."""
     names, hostnames = {}, {}
+    by_identity = balancer_labels(stats.balancers)
     for b in stats.balancers:
         if b.services:
             main = b.services[0]
-            names[main.key] = b.name.replace(":", "_")
+            names[main.key] = by_identity[b.identity][1].replace(":", "_")
             hostnames[main.key] = {r.key: r.hostname or r.key.address for r in main.reals}
     families = {}
     for scope in ("service", "upstream"):
@@ -331,10 +367,15 @@ def _ipvs_counters(stats) -> Iterator[Metric]:
         yield family.metric()
 
 
-def _ours(stats, lag: LoopLag | None) -> Iterator[Metric]:
+def _ours(stats, lag: LoopLag | None, now: float | None, wall: float
+          ) -> Iterator[Metric]:
     P = "kglb_trio_"
-    up = _Family(P + "real_up", "1 if the real is healthy; reason of its last check.", "gauge",
-                 (*SS, "host", "address", "port", "reason"))
+    up = _Family(P + "real_up", "1 if the real is healthy.", "gauge",
+                 (*SS, "host", "address", "port"))
+    # The reason is not a label of real_up (each change would start a new
+    # series per real): reals are counted per balancer and reason instead.
+    reasons = _Family(P + "reals_by_reason", "Reals per balancer by the reason of their last "
+                      "check (none: not checked yet).", "gauge", (*SS, "reason"))
     transitions = _Family(P + "health_transitions_total", "Up/down changes per real.", "counter",
                           (*SS, "host"))
     life = _Family(P + "real_lifecycle", "1 for a real in a lifecycle state (draining, "
@@ -347,8 +388,12 @@ def _ours(stats, lag: LoopLag | None) -> Iterator[Metric]:
     penalty = _Family(P + "real_flap_penalty", "Flap damping penalty of a real (when above 0).",
                       "gauge", (*SS, "host", "address"))
     latency: dict[tuple[str, str], list[Histogram]] = {}
+    by_identity = balancer_labels(stats.balancers)
     for b in stats.balancers:
-        labels = (b.setup_name or "unknown", b.name or "unknown")
+        labels = by_identity[b.identity]
+        counted = Counter(r.last.reason if r.last else "none" for r in b.reals)
+        for reason, n in _bounded(counted).items():
+            reasons.set(n, *labels, reason)
         for r in b.reals:
             if r.state not in ("", "up", "down"):
                 life.set(1.0, *labels, r.host, r.address or "", r.state)
@@ -358,9 +403,7 @@ def _ours(stats, lag: LoopLag | None) -> Iterator[Metric]:
                     drain_conns.set(r.connections, *labels, r.host, r.address or "")
             if r.penalty > 0:
                 penalty.set(r.penalty, *labels, r.host, r.address or "")
-            reason = r.last.reason if r.last else "none"
-            up.set(1.0 if r.health.up else 0.0, *labels, r.host, r.address or "", str(r.port),
-                   reason)
+            up.set(1.0 if r.health.up else 0.0, *labels, r.host, r.address or "", str(r.port))
             tally = stats.checks.get((b.identity, r.host))
             if tally is not None:
                 transitions.add(tally.transitions, *labels, r.host)
@@ -370,8 +413,20 @@ def _ours(stats, lag: LoopLag | None) -> Iterator[Metric]:
     for labels, histograms in latency.items():
         h = Histogram.merge(histograms)
         hist.add_metric(list(labels), h.cumulative(), h.total)
-    yield from (up.metric(), transitions.metric(), hist, life.metric(), drain_conns.metric(),
-                drain_left.metric(), penalty.metric())
+    yield from (up.metric(), reasons.metric(), transitions.metric(), hist, life.metric(),
+                drain_conns.metric(), drain_left.metric(), penalty.metric())
+    # A page is shared for a while (actors.scrape_cache): say when it was made.
+    rendered = _Family(P + "metrics_rendered_timestamp_seconds", "When this page was rendered "
+                       "(Unix time); every reader within a few seconds gets the same page.",
+                       "gauge")
+    rendered.set(wall)
+    yield rendered.metric()
+    counters_at = stats.writer.counters_at
+    if now is not None and counters_at is not None:
+        age = _Family(P + "ipvs_counters_age_seconds", "Age of the IPVS byte and packet "
+                      "counters served (they are read every few seconds).", "gauge")
+        age.set(max(0.0, now - counters_at))
+        yield age.metric()
 
     writer, prober = stats.writer, stats.prober
     simple = [
@@ -429,54 +484,33 @@ def _ours(stats, lag: LoopLag | None) -> Iterator[Metric]:
 class SnapshotCollector:
     """A prometheus_client collector over one statistics snapshot (see the module docstring)."""
 
-    def __init__(self, stats, *, wall: float, lag: LoopLag | None = None) -> None:
-        self._stats, self._wall, self._lag = stats, wall, lag
+    def __init__(self, stats, *, wall: float, lag: LoopLag | None = None,
+                 now: float | None = None) -> None:
+        self._stats, self._wall, self._lag, self._now = stats, wall, lag, now
 
     def collect(self) -> Iterator[Metric]:
         yield from _control_plane(self._stats)
         yield from _data_plane(self._stats, self._wall)
-        yield from _ours(self._stats, self._lag)
+        yield from _ours(self._stats, self._lag, self._now, self._wall)
 
 
-def build_registry(stats, *, wall: float | None = None, lag: LoopLag | None = None
-                   ) -> CollectorRegistry:
+def build_registry(stats, *, wall: float | None = None, lag: LoopLag | None = None,
+                   now: float | None = None) -> CollectorRegistry:
     """A registry of our own: the snapshot's families plus the process collector."""
     disable_created_metrics()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(stats, wall=time.time() if wall is None else wall,
-                                        lag=lag))
+                                        lag=lag, now=now))
     ProcessCollector(registry=registry)
     return registry
 
 
-def _escape(value: str) -> str:
-    if "\\" not in value and "\n" not in value and '"' not in value:
-        return value
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+def render_metrics(stats, *, wall: float | None = None, lag: LoopLag | None = None,
+                   now: float | None = None, openmetrics: bool = False) -> bytes:
+    """The whole scrape body for one snapshot. CPU-bound: call it in a worker thread.
 
-
-def expose(registry: CollectorRegistry) -> bytes:
-    """Prometheus text format 0.0.4, with each family typed under its samples' exact name.
-
-    Families without samples are left out, as client_golang (kglb) does.
+    ``now``: the trio clock, for the age of the IPVS counters (left out without
+    it). ``openmetrics``: OpenMetrics 1.0 text instead of Prometheus 0.0.4.
     """
-    out: list[str] = []
-    for metric in registry.collect():
-        if not metric.samples:
-            continue
-        kind = {"unknown": "untyped", "info": "gauge", "stateset": "gauge"}.get(metric.type,
-                                                                                metric.type)
-        name = metric.samples[0].name if kind == "counter" else metric.name
-        out.append(f"# HELP {name} {_escape(metric.documentation)}\n# TYPE {name} {kind}\n")
-        for s in metric.samples:
-            if s.labels:
-                labels = ",".join([f'{k}="{_escape(v)}"' for k, v in s.labels.items()])
-                out.append(f"{s.name}{{{labels}}} {floatToGoString(s.value)}\n")
-            else:
-                out.append(f"{s.name} {floatToGoString(s.value)}\n")
-    return "".join(out).encode()
-
-
-def render_metrics(stats, *, wall: float | None = None, lag: LoopLag | None = None) -> bytes:
-    """The whole scrape body for one snapshot. CPU-bound: call it in a worker thread."""
-    return expose(build_registry(stats, wall=wall, lag=lag))
+    registry = build_registry(stats, wall=wall, lag=lag, now=now)
+    return expose_openmetrics(registry) if openmetrics else expose(registry)

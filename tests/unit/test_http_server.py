@@ -10,6 +10,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from _ops_fakes import snapshot
+from actors import http
 from actors.http import parse_address, run_http_server
 from actors.metrics import LoopLagMonitor
 
@@ -75,7 +76,8 @@ async def test_routes(nursery):
         assert r.status_code == 404
         r = await client.post("/stats", content=b"x" * 100)
         assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
-    assert handle.calls == 4  # one snapshot per rendered request
+    # One snapshot per rendered page: the three scrapes share one render.
+    assert handle.calls == 2
 
 
 async def test_keep_alive_serves_several_requests_on_one_connection(nursery):
@@ -130,18 +132,51 @@ async def test_idle_keep_alive_connection_times_out(nursery, autojump_clock):
         assert trio.current_time() - began == pytest.approx(10.0, abs=0.01)
 
 
-async def test_connection_limit(nursery):
-    _, port = await start(nursery, max_connections=1)
-    hog = await trio.open_tcp_stream("127.0.0.1", port)
+async def test_connection_limit_evicts_the_client_waiting_longest(nursery):
+    _, port = await start(nursery, max_connections=2)
+    hog = await trio.open_tcp_stream("127.0.0.1", port)  # never sends a request
     async with hog:
-        await hog.send_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = b""
-        while not answer.endswith(b"ok\n"):
-            answer += await hog.receive_some(65536)
-        assert answer.startswith(b"HTTP/1.1 200 ")
+        await trio.sleep(0.05)
+        idle = await trio.open_tcp_stream("127.0.0.1", port)  # keep-alive, then idle
+        async with idle:
+            await idle.send_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"ok\n"):
+                answer += await idle.receive_some(65536)
+            # A third client: the hog, waiting longest, goes; the idle one stays.
+            out = await raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 200 ")
+            assert await hog.receive_some(65536) == b""
+            await idle.send_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := await idle.receive_some(65536):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+
+
+async def test_connection_limit_refuses_when_every_client_is_being_answered(nursery, monkeypatch):
+    release = trio.Event()
+    page = http._Server.page
+
+    async def slow_page(self, path, accept):
+        if path == "/slow":
+            await release.wait()
+        return await page(self, path, accept)
+
+    monkeypatch.setattr(http._Server, "page", slow_page)
+    _, port = await start(nursery, max_connections=1)
+    busy = await trio.open_tcp_stream("127.0.0.1", port)
+    async with busy:
+        await busy.send_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await trio.sleep(0.05)
         out = await raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert out.startswith(b"HTTP/1.1 503 ")
-    await trio.sleep(0.05)  # let the server see the hog leave
+        release.set()
+        answer = b""
+        while chunk := await busy.receive_some(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 404 ")
+    await trio.sleep(0.05)  # let the server see the busy client leave
     out = await raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200 ")
 

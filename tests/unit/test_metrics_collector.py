@@ -112,11 +112,11 @@ def test_our_metrics():
     _, s = scrape(snapshot())
     up = "kglb_trio_real_up"
     assert value(s, up, setup="prod", service="web", host="web1", address="10.1.0.1",
-                 port="80", reason="ok") == 1
+                 port="80") == 1
     assert value(s, up, setup="prod", service="web", host="web2", address="10.1.0.2",
-                 port="80", reason="status 503") == 0
+                 port="80") == 0
     assert value(s, up, setup="prod", service="dns", host="ns.example.", address="",
-                 port="53", reason="none") == 0
+                 port="53") == 0
     assert value(s, "kglb_trio_health_transitions_total", setup="prod", service="web",
                  host="web1") == 1
     lat = "kglb_trio_check_latency_seconds"
@@ -194,7 +194,7 @@ def test_label_values_are_escaped():
     stats = replace(stats, balancers=(replace(web, reals=(odd,)),))
     _, s = scrape(stats)
     assert value(s, "kglb_trio_real_up", setup="prod", service="web", host='we"b\\1\n',
-                 address="", port="80", reason="none") == 1
+                 address="", port="80") == 1
 
 
 def test_tally_counts_and_buckets():
