@@ -13,6 +13,8 @@ Shape (version 1)::
      "balancers": [{"name", "setup", "identity", "service", "key", "scheduler",
                     "flags", "forward", "state", "alive_ratio", "initial",
                     "failsafe", "route": null | {"prefix", "announced"}, "vip": null | str,
+                    "source": null | {"kind", "detail", "up", "last_success_seconds",
+                                      "endpoints", "failures", "error", "held"},
                     "reals": [{"host", "address", "port", "weight", "health",
                                "count", "reason", "passed", "latency_ms",
                                "since", "since_seconds", "fwmark", "state",
@@ -66,7 +68,17 @@ def _owned(owned: Owned) -> dict:
             "addresses": sorted(f"{a.link}/{a.address}" for a in owned.addresses)}
 
 
-def _balancer(b, route_decisions, now: float, wall: float) -> dict:
+def _source(source) -> dict | None:
+    if source is None:
+        return None
+    age = source.last_success_age
+    return {"kind": source.kind, "detail": source.detail, "up": source.up,
+            "last_success_seconds": None if age is None else round(age, 3),
+            "endpoints": source.endpoints, "failures": source.failures, "error": source.error,
+            "held": source.held}
+
+
+def _balancer(b, route_decisions, now: float, wall: float, source=None) -> dict:
     main = b.services[0] if b.services else None
     reals = []
     for r in b.reals:
@@ -106,6 +118,7 @@ def _balancer(b, route_decisions, now: float, wall: float) -> dict:
         "route": None if b.route is None else {
             "prefix": b.route.prefix, "announced": bool(route_decisions.get(b.identity))},
         "vip": None if b.link_address is None else b.link_address.address,
+        "source": _source(source),
         "reals": reals,
     }
 
@@ -129,7 +142,9 @@ def status_document(stats, *, now: float, wall: float) -> dict:
         "version": VERSION,
         "generated_at": _iso(wall),
         "initialized": stats.desired is not None,
-        "balancers": [_balancer(b, stats.route_decisions, now, wall) for b in stats.balancers],
+        "balancers": [_balancer(b, stats.route_decisions, now, wall,
+                                stats.discovery.get(b.identity))
+                      for b in stats.balancers],
         "applied": _applied(writer.applied, writer.applied_wall, wall),
         "in_sync": stats.desired is not None and writer.applied == stats.desired,
         "writer": {

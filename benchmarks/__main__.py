@@ -19,6 +19,8 @@ HARNESSES = {
             "kglb-trio end to end against N loopback reals, beside a bare trio checker"),
     "probes": ("benchmarks.probes", "the Prober and the checks alone, beside raw trio-socket checks"),
     "ipvs": ("benchmarks.ipvs_sync", "pushing N reals into IPVS, beside `ipvsadm -R` (in the VM)"),
+    "discovery": ("benchmarks.discovery_etcd",
+                  "N reals under one etcd prefix, R changes/s: etcd write -> data plane"),
     "scrape": ("benchmarks.scrape",
                "serving /stats and /status of a 10k-real snapshot: event-loop stall"),
     "writer-crash": ("benchmarks.writer_crash",
