@@ -15,6 +15,7 @@ import sys
 import trio
 
 from kglb.config import BalancerConfig, Config, ConfigError
+from kglb.discovery import describe
 from kglb.pretty import service_options
 
 from .config_file import read_config
@@ -93,6 +94,9 @@ def _line(b: BalancerConfig) -> str:
                f"limit {b.announce_limit_ratio:g}")
     link = f" on {b.link}" if not service.key.fwmark else ""
     hosts = f"{len(b.hosts)} host{'s' if len(b.hosts) != 1 else ''}"
+    if b.source is not None:
+        kind, detail = describe(b.source)
+        hosts = f"{kind} discovery {detail}, maxRemoveRatio {b.max_remove_ratio:g}"
     return (f"{b.name} [{b.setup_name}]: {service.key}{link} {service.scheduler} {flags} "
             f"{b.forward.name} port {b.port}, {hosts}, "
             f"check {check} every {checker.interval_ms}ms rise {checker.rise} fall {checker.fall}"

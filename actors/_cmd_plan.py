@@ -7,8 +7,11 @@ added with weight 0) and nothing is announced yet. The kernel is read through
 ``IpvsDataPlane`` (ownership from ``--state-file``), and the plan is printed
 one operation per line, ipvsadm-style, or "no changes". Nothing is applied.
 
-Host names are resolved once (with each balancer's ``resolve_family``); a host
-that does not resolve is left out, with a warning, as a running instance would.
+Each balancer's source is asked once, by the discovery actor a running
+instance uses (static hosts, a file, DNS, etcd), and host names are resolved
+once (with each balancer's ``resolve_family``); a real that does not resolve is
+left out, with a warning, as a running instance would. Every balancer's source
+and its state go to stderr, the plan to stdout.
 Routes are not shown: they live in the BGP speaker, not in the kernel.
 
 Exit status (``exit_codes``): OK plan printed, CONFIG bad config or an invalid
@@ -18,9 +21,11 @@ desired state, HOST the kernel cannot be read (no ip_vs, no CAP_NET_ADMIN).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -28,6 +33,7 @@ import trio
 from kglb import DataPlaneState
 from kglb.balancer import Upstream, balancer_state
 from kglb.config import Config, ConfigError
+from kglb.discovery import Endpoints
 from kglb.fwmark import FwmarkExhausted, FwmarkPool
 from kglb.generator import generate
 from kglb.plan import plan
@@ -38,7 +44,10 @@ from .config_file import read_config
 from .dataplane import DataPlane
 from .exit_codes import ExitCode
 from .ownership import load_owned
-from .resolver import ResolveError, literal, resolve_host
+from .discovery import DiscoveryMemory, SourceStatus, run_discovery
+
+#: A source that has not answered after this long is reported and planned with no reals.
+DISCOVERY_TIMEOUT = 15.0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -90,15 +99,17 @@ async def desired_without_health(config: Config) -> tuple[DataPlaneState | None,
     for balancer in config.balancers:
         upstreams = []
         marks: dict[str, int] = {}
-        for host in balancer.hosts:
-            address = literal(host)
+        endpoints, source = await _discover(balancer)
+        if source is not None and (source.kind != "static" or not source.up):
+            state = "up" if source.up else f"DOWN ({source.error or 'no answer yet'})"
+            problems.append(f"{balancer.name}: source {source.kind} {source.detail}: {state}, "
+                            f"{source.endpoints} reals")
+        for e in endpoints:
+            address = e.address
             if address is None:
-                try:
-                    address = await resolve_host(host, balancer.resolve_family)
-                except ResolveError as e:
-                    problems.append(f"{balancer.name}: {host} left out: {e}")
-                    continue
-            upstreams.append(Upstream(host=host, address=address))
+                problems.append(f"{balancer.name}: {e.host} left out: it does not resolve")
+                continue
+            upstreams.append(Upstream(host=e.host, address=address, port=e.port, weight=e.weight))
             if balancer.enable_fwmarks:
                 try:
                     marks[address] = pool.allocate(address)
@@ -110,6 +121,17 @@ async def desired_without_health(config: Config) -> tuple[DataPlaneState | None,
     if generated.state is None:
         return None, problems
     return replace(generated.state, routes=()), problems
+
+
+async def _discover(balancer) -> tuple[Endpoints, SourceStatus | None]:
+    """One answer of the balancer's source, as a running instance's discovery actor gets it."""
+    memory = DiscoveryMemory()
+    send, receive = trio.open_memory_channel[Endpoints](math.inf)
+    with trio.move_on_after(DISCOVERY_TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(partial(run_discovery, balancer, memory=memory, send=send))
+            nursery.cancel_scope.cancel()
+    return memory.sent or Endpoints(), memory.status()
 
 
 def _ipvs(links: list[str]) -> DataPlane:

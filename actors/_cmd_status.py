@@ -69,6 +69,15 @@ def _service_line(b: dict) -> str:
             f" alive {b['alive_ratio']:.0%}{route}")
 
 
+def _source_line(source: dict | None) -> str | None:
+    if source is None or source["kind"] == "static":
+        return None
+    state = "up" if source["up"] else f"DOWN ({source['error']})"
+    held = f", {source['held']} held (maxRemoveRatio)" if source["held"] else ""
+    return (f"  source {source['kind']} {source['detail']}: {state}, {source['endpoints']} reals, "
+            f"last success {_age(source['last_success_seconds'])} ago{held}")
+
+
 def render_table(doc: dict) -> str:
     """The status document as ipvsadm-like text (ends with a newline)."""
     applied = doc["applied"]
@@ -87,6 +96,9 @@ def render_table(doc: dict) -> str:
     ]
     for b in doc["balancers"]:
         lines.append(_service_line(b))
+        source = _source_line(b.get("source"))
+        if source is not None:
+            lines.append(source)
         forward = (b["forward"] or "-").capitalize()
         for r in b["reals"]:
             lines.append(REAL_LINE.format(_endpoint(r["address"], r["port"], r["host"]), forward,

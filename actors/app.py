@@ -46,7 +46,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
@@ -57,6 +57,7 @@ from kglb import BalancerState, DataPlaneState, Operation
 from kglb.config import Config
 
 from .dataplane import MemoryDataPlane
+from .discovery import SourceStatus
 from .drain import DRAIN_COUNTERS_INTERVAL, reading_of
 from .generator import COALESCE
 from .metrics import CheckTally
@@ -82,7 +83,7 @@ class KglbStatistics:
     state hash; both from the last generation. ``checks``: (identity, host) ->
     CheckTally. ``restarts``: actor crashes in total, ``restarts_by_actor``
     per actor name. ``invalid_states``: generations refused by validation.
-    ``started_at``: Unix time.
+    ``started_at``: Unix time. ``discovery``: identity -> its source's state.
     """
 
     balancers: tuple[BalancerState, ...]
@@ -99,6 +100,7 @@ class KglbStatistics:
     restarts_by_actor: Mapping[str, int]
     invalid_states: int
     started_at: float
+    discovery: Mapping[str, SourceStatus] = field(default_factory=dict)  # identity -> its source
 
 
 class KglbHandle:
@@ -136,6 +138,7 @@ class KglbHandle:
             restarts_by_actor=MappingProxyType(restarts),
             invalid_states=plane.generator.invalid,
             started_at=self._started_at,
+            discovery=MappingProxyType(plane.sources()),
         )
 
     async def reload(self, config: Config | str | bytes) -> list[str]:

@@ -1,19 +1,20 @@
 """The balancer actor: one per BalancerConfig (kglb.md §2.2, §3.4).
 
-It resolves the configured hosts (IP literals at once, names with the
-resolver, again every ``reresolve_interval``), asks the Prober to watch one
-ProbeTarget per real, folds each ProbeResult into that real's Health with
+It takes its reals from its discovery actor (``actors/discovery``: latest-wins
+:class:`kglb.discovery.Endpoints`, names already resolved), asks the Prober to
+watch one ProbeTarget per real, folds each ProbeResult into that real's Health with
 :func:`kglb.health.observe`, and sends a BalancerState to the generator only
 when it changed in what the data plane or the routes see.
 
 Everything that must survive a restart of the actor (a crash, or a reload
 that changed this balancer) lives in a :class:`BalancerMemory` owned by the
-supervisor: the last address of every host, the health of every real, the
-``initial`` flag and the fwmarks held. A restarted balancer therefore
+supervisor: the last endpoints, the health of every real, the ``initial`` flag
+and the fwmarks held. A restarted balancer therefore
 publishes the same weights it had, and no real flaps.
 
-The first state is sent once every host had one resolution attempt, so a
-restart never publishes a service without the reals that are still resolving.
+The first state is sent once discovery gave a list (its source had one
+attempt, every name one resolution), so a restart never publishes a service
+without the reals that are still being discovered.
 
 The lifecycle rules (:mod:`kglb.lifecycle`) change weights with time too: a
 timer task publishes again at the next slow start step, flap release or drain
@@ -26,7 +27,6 @@ until it is drained; one that comes back meanwhile is restored with its health.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import replace
 
 import structlog
@@ -35,39 +35,31 @@ import trio
 from kglb import BalancerState, ProbeResult, ProbeTarget, observe
 from kglb.balancer import Upstream, balancer_state, state_changed
 from kglb.config import BalancerConfig
+from kglb.discovery import Endpoints
 from kglb.fwmark import FwmarkExhausted, FwmarkPool
 from kglb.lifecycle import Drain, flapped, next_ramp_step, release_at, suppressed
 
 from .drain import DRAIN_POLL, Connections, end_drains, no_connections
 from .metrics import CheckTally
 from .probes import Unwatch, Watch
-from .resolver import Resolve, ResolveError, literal, resolve_host
 
 __all__ = ["BalancerMemory", "run_balancer"]
 
 log = structlog.get_logger()
 
-#: How often names are resolved again, and how soon a failed name is retried
-#: (kglb retries a failed resolution after 5 s).
-RERESOLVE_INTERVAL = 60.0
-RETRY_INTERVAL = 5.0
-#: At most this many resolutions of one balancer run at once.
-RESOLVE_CONCURRENCY = 32
-
 
 class BalancerMemory:
     """A balancer's knowledge that outlives one run of its actor. Owned by one task at a time."""
 
-    __slots__ = ("addresses", "checks", "draining", "fwmarks", "initial", "published",
-                 "records", "resolve_failures", "serving_since")
+    __slots__ = ("checks", "draining", "endpoints", "fwmarks", "initial", "published",
+                 "records", "serving_since")
 
     def __init__(self) -> None:
-        self.addresses: dict[str, str] = {}  # host -> last address it resolved to
+        self.endpoints: Endpoints | None = None  # discovery's last list
         self.records: dict[tuple[str, str, int], Upstream] = {}  # (host, address, port)
         self.initial = True
         self.fwmarks: dict[str, int] = {}  # address -> mark this balancer holds
         self.published: BalancerState | None = None
-        self.resolve_failures = 0
         self.checks: dict[str, CheckTally] = {}  # host -> cumulative check counts
         # (host, address, port) -> an upstream that left and drains (Upstream.drain set)
         self.draining: dict[tuple[str, str, int], Upstream] = {}
@@ -75,13 +67,13 @@ class BalancerMemory:
         self.serving_since: float | None = None
 
     def upstreams(self, config: BalancerConfig) -> list[Upstream]:
-        """The configured hosts, in config order, with their address and health; then
-        the draining ones."""
+        """The discovered reals, in discovery's order, with their address and health;
+        then the draining ones."""
         out = []
-        for host in config.hosts:
-            address = self.addresses.get(host)
-            record = None if address is None else self.records.get((host, address, config.port))
-            out.append(record or Upstream(host=host, address=address))
+        for e in self.endpoints or ():
+            record = None if e.address is None else self.records.get((e.host, e.address, e.port))
+            out.append(record or Upstream(host=e.host, address=e.address, port=e.port,
+                                          weight=e.weight))
         out.extend(self.draining.values())
         return out
 
@@ -105,7 +97,7 @@ class BalancerMemory:
         """Every real leaves (a graceful shutdown that drains); the memory is spent after."""
         for key in list(self.records):
             self.leave(config, key, now)
-        self.addresses.clear()  # no host is wanted any more, not even unchecked
+        self.endpoints = Endpoints()  # no real is wanted any more, not even unchecked
 
     def next_change(self, config: BalancerConfig, now: float) -> float | None:
         """The next time a weight may change without a new check result (None: never)."""
@@ -141,27 +133,29 @@ async def run_balancer(
     fwmarks: FwmarkPool,
     memory: BalancerMemory,
     send: trio.MemorySendChannel[BalancerState],
-    resolve: Resolve = resolve_host,
-    reresolve_interval: float = RERESOLVE_INTERVAL,
+    endpoints: trio.MemoryReceiveChannel[Endpoints],
     connections: Connections = no_connections,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one balancer until cancelled. ``started()`` comes after the first publication.
 
     ``prober`` is the Prober's inbox: this sends it ``Watch`` and ``Unwatch``;
-    ``send`` is the generator's input (not closed here: the supervisor owns it).
+    ``send`` is the generator's input and ``endpoints`` discovery's output
+    (neither is closed here: the supervisor owns both, and a restart reuses them).
     ``connections()`` is the newest IPVS counters reading (ends drains early).
     """
-    run = _Run(config, prober=prober, fwmarks=fwmarks, memory=memory, send=send, resolve=resolve,
+    run = _Run(config, prober=prober, fwmarks=fwmarks, memory=memory, send=send,
                connections=connections)
     with structlog.contextvars.bound_contextvars(balancer=config.identity):
         try:
             async with run.results_send, run.results, trio.open_nursery() as nursery:
-                await run.resolve_all(config.hosts)
+                if memory.endpoints is None:
+                    memory.endpoints = await endpoints.receive()
+                run.take_newest(endpoints)
                 run.sync()
                 await run.publish()
                 task_status.started()
-                nursery.start_soon(run.reresolve_loop, reresolve_interval)
+                nursery.start_soon(run.consume_endpoints, endpoints)
                 nursery.start_soon(run.lifecycle_loop)
                 await run.consume()
         finally:
@@ -171,13 +165,12 @@ async def run_balancer(
 class _Run:
     """The state of one run of the actor; everything lasting is in ``memory``."""
 
-    def __init__(self, config, *, prober, fwmarks, memory, send, resolve, connections) -> None:
+    def __init__(self, config, *, prober, fwmarks, memory, send, connections) -> None:
         self.config: BalancerConfig = config
         self.prober = prober
         self.pool: FwmarkPool = fwmarks
         self.memory: BalancerMemory = memory
         self.send = send
-        self.resolve = resolve
         self.connections = connections
         self.publishing = trio.Lock()  # two tasks publish: states leave in the order built
         self.changed = trio.Event()  # set when a state went out: the timer recomputes
@@ -188,59 +181,36 @@ class _Run:
         self.watches: set[ProbeTarget] = set()  # sent to the Prober as Watch
         self.hosts_of: dict[ProbeTarget, tuple[str, ...]] = {}
 
-    # ------------------------------------------------------------ resolution
+    # ------------------------------------------------------------ discovery
 
-    async def resolve_all(self, hosts: Iterable[str]) -> bool:
-        """Resolve ``hosts`` (names only; literals are immediate). True if an address changed."""
-        changed = False
-        limiter = trio.CapacityLimiter(RESOLVE_CONCURRENCY)
-
-        async def one(host: str) -> None:
-            nonlocal changed
-            async with limiter:
-                try:
-                    address = await self.resolve(host, self.config.resolve_family)
-                except ResolveError as exc:
-                    self.memory.resolve_failures += 1
-                    last = self.memory.addresses.get(host)
-                    if last is None:
-                        log.warning("host does not resolve; left out until it does",
-                                    host=host, reason=str(exc))
-                    else:
-                        log.warning("host does not resolve; keeping its last address",
-                                    host=host, reason=str(exc), last=last)
-                    return
-            if self.memory.addresses.get(host) != address:
-                self.memory.addresses[host] = address
-                changed = True
-
-        async with trio.open_nursery() as nursery:
-            for host in dict.fromkeys(hosts):
-                nursery.start_soon(one, host)
-        return changed
-
-    async def reresolve_loop(self, interval: float) -> None:
-        names = [h for h in dict.fromkeys(self.config.hosts) if literal(h) is None]
-        if not names:
-            return
+    def take_newest(self, endpoints: trio.MemoryReceiveChannel[Endpoints]) -> bool:
+        """Skip to discovery's newest list (latest wins). True if there was one."""
+        taken = False
         while True:
-            unresolved = any(h not in self.memory.addresses for h in names)
-            await trio.sleep(RETRY_INTERVAL if unresolved else interval)
-            if await self.resolve_all(names):
-                self.sync()
-                await self.publish()
+            try:
+                self.memory.endpoints = endpoints.receive_nowait()
+            except trio.WouldBlock:
+                return taken
+            taken = True
+
+    async def consume_endpoints(self, endpoints: trio.MemoryReceiveChannel[Endpoints]) -> None:
+        async for newest in endpoints:
+            self.memory.endpoints = newest
+            self.take_newest(endpoints)
+            self.sync()
+            await self.publish()
 
     # ------------------------------------------------------------ reals and probes
 
     def sync(self) -> None:
-        """Make records, fwmarks and watches match the current addresses."""
+        """Make records, fwmarks and watches match discovery's endpoints."""
         config, memory = self.config, self.memory
-        configured = set(config.hosts)
-        for table in (memory.addresses, memory.checks):
-            for host in [h for h in table if h not in configured]:
-                del table[host]
-        current = {(h, memory.addresses[h], config.port)
-                   for h in config.hosts if h in memory.addresses}
+        endpoints = {(e.host, e.address, e.port): e
+                     for e in memory.endpoints or () if e.address is not None}
+        listed = {e.host for e in memory.endpoints or ()}
+        for host in [h for h in memory.checks if h not in listed]:
+            del memory.checks[host]
+        current = endpoints.keys()
         now = trio.current_time()
         for key in list(memory.records):
             if key not in current:
@@ -250,7 +220,13 @@ class _Run:
             if key in memory.draining:  # back while draining: restored as it was
                 memory.records[key] = replace(memory.draining.pop(key), drain=None)
                 log.info("draining real is back", real=key[0])
-            memory.records.setdefault(key, Upstream(host=key[0], address=key[1], late=late))
+            e = endpoints[key]
+            record = memory.records.get(key)
+            if record is None:
+                memory.records[key] = Upstream(host=e.host, address=e.address, port=e.port,
+                                               weight=e.weight, late=late)
+            elif record.weight != e.weight:
+                memory.records[key] = replace(record, weight=e.weight)
         live = {(a, p) for _, a, p in current}
         for key in [k for k in memory.draining if (k[1], k[2]) in live]:
             del memory.draining[key]  # another host wants the same real: it serves on

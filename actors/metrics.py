@@ -30,6 +30,7 @@ The snapshot attributes read (``stats`` is an ``actors.app.KglbStatistics``):
   ``foreign_addresses``, ``routes`` (announced), ``counters``, ``counters_at``
 - ``stats.prober`` (``actors.probes.ProberStatistics``): ``by_reason``,
   ``in_flight``, ``missed``
+- ``stats.discovery``: ``{balancer identity: actors.discovery.SourceStatus}``
 """
 
 from __future__ import annotations
@@ -289,7 +290,9 @@ def _control_plane(stats) -> Iterator[Metric]:
         count.set(alive, *labels, "true")
         count.set(len(reals) - alive, *labels, "false")
         ratio.set(b.alive_ratio, *labels)
-        static.set(len(b.reals), *labels)
+        source = stats.discovery.get(b.identity)
+        if source is None or source.kind == "static":  # kglb's name: static discovery only
+            static.set(len(b.reals), *labels)
         for r in b.reals:
             tally = stats.checks.get((b.identity, r.host))
             if tally is not None:
@@ -315,15 +318,18 @@ def _data_plane(stats, wall: float) -> Iterator[Metric]:
     age.set(max(0.0, wall - (writer.applied_wall or stats.started_at)))
     links = _Family(DP + "link_address", "VIP addresses: alive, add_failed, delete_failed.",
                     "gauge", ("address", "state"))
-    applied = {a.address for a in writer.applied.addresses} if writer.applied else set()
+    # From the kernel as the writer last knew it, and the groups (VIPs) whose
+    # operations are failing: an address that is there is never "add_failed".
+    present = {a.address for a in writer.addresses}
     desired = {a.address for a in stats.desired.addresses} if stats.desired else set()
-    # The writer keeps the last applied state until an apply fully succeeds, so
-    # after a failed one the difference is what could not be added or deleted.
-    failed = writer.manager_state == "set_state_failed"
-    for address in sorted(applied | desired):
-        links.set(1.0 if address in applied else 0.0, address, "alive")
-        links.set(1.0 if failed and address not in applied else 0.0, address, "add_failed")
-        links.set(1.0 if failed and address not in desired else 0.0, address, "delete_failed")
+    ours = {a.address for a in writer.owned.addresses}
+    for address in sorted(desired | (ours & present)):
+        alive, failing = address in present, address in writer.failing
+        links.set(1.0 if alive else 0.0, address, "alive")
+        links.set(1.0 if failing and not alive and address in desired else 0.0, address,
+                  "add_failed")
+        links.set(1.0 if failing and alive and address not in desired else 0.0, address,
+                  "delete_failed")
     yield from (manager.metric(), age.metric(), links.metric())
     yield from _ipvs_counters(stats)
     if not any(b.route is not None for b in stats.balancers):
@@ -491,6 +497,35 @@ class SnapshotCollector:
         yield from _control_plane(self._stats)
         yield from _data_plane(self._stats, self._wall)
         yield from _ours(self._stats, self._lag, self._now, self._wall)
+        yield from _discovery(self._stats)
+
+
+def _discovery(stats) -> Iterator[Metric]:
+    """Per balancer: its source's up, last success age, reals given, failures, reals held."""
+    labels = (*SS, "source")
+    up = _Family("kglb_trio_discovery_up", "1 if the last attempt of the source succeeded.",
+                 "gauge", labels)
+    age = _Family("kglb_trio_discovery_last_success_age_seconds",
+                  "Seconds since the source last answered (absent: never).", "gauge", labels)
+    count = _Family("kglb_trio_discovery_endpoints", "Reals the source gives the balancer.",
+                    "gauge", labels)
+    failures = _Family("kglb_trio_discovery_failures_total", "Failed attempts of the source.",
+                       "counter", labels)
+    held = _Family("kglb_trio_discovery_held_endpoints",
+                   "Reals kept although the source removed them (maxRemoveRatio).", "gauge", labels)
+    names = {b.identity: (b.setup_name or "unknown", b.name or "unknown") for b in stats.balancers}
+    for identity, source in stats.discovery.items():
+        if identity not in names:
+            continue
+        here = (*names[identity], source.kind)
+        up.set(1.0 if source.up else 0.0, *here)
+        if source.last_success_age is not None:
+            age.set(source.last_success_age, *here)
+        count.set(source.endpoints, *here)
+        failures.set(source.failures, *here)
+        held.set(source.held, *here)
+    for family in (up, age, count, failures, held):
+        yield family.metric()
 
 
 def build_registry(stats, *, wall: float | None = None, lag: LoopLag | None = None,

@@ -9,8 +9,8 @@ seconds (over all children, and over every supervisor sharing its
 crash never touches the kernel: a restarted writer adopts what it finds, and
 cancellation leaves the data plane as it is.
 
-:class:`ControlPlane` runs the generator and one balancer actor per
-BalancerConfig under a Supervisor, and applies a new config: removed
+:class:`ControlPlane` runs the generator and, per BalancerConfig, a discovery
+actor feeding a balancer actor under a Supervisor, and applies a new config: removed
 balancers are stopped and leave the desired state at once, changed ones are
 restarted with their memory (addresses, health, initial flag, fwmarks), so
 unchanged reals keep their health and nothing flaps; unchanged balancers are
@@ -19,6 +19,7 @@ not touched.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -31,7 +32,10 @@ from kglb import BalancerState, DataPlaneState, ServiceKey
 from kglb.config import BalancerConfig, Config
 from kglb.fwmark import FwmarkPool
 
+from kglb.discovery import Endpoints
+
 from .balancer import BalancerMemory, run_balancer
+from .discovery import DiscoveryMemory, SourceStatus, run_discovery
 from .drain import Connections, drain_at_shutdown, no_connections
 from .generator import COALESCE, Expect, GeneratorMemory, run_generator
 from .resolver import Resolve, resolve_host
@@ -225,6 +229,7 @@ class ControlPlane:
         self.config = config
         self.configs: dict[str, BalancerConfig] = {}  # identity -> running config
         self.memories: dict[str, BalancerMemory] = {}
+        self.discoveries: dict[str, DiscoveryMemory] = {}
         self.generator = GeneratorMemory()
         self.fwmarks = fwmarks if fwmarks is not None else FwmarkPool()
         self.reloads_ok = 0
@@ -292,6 +297,17 @@ class ControlPlane:
         return tuple(self.memories[i].snapshot(c) for i, c in self.configs.items()
                      if i in self.memories)
 
+    def sources(self) -> dict[str, SourceStatus]:
+        """Every balancer's discovery source as of now, by identity."""
+        now = trio.current_time()
+        out = {}
+        for identity in self.configs:
+            memory = self.discoveries.get(identity)
+            status = memory.status(now) if memory is not None else None
+            if status is not None:
+                out[identity] = status
+        return out
+
     async def _change(self, config: Config) -> None:
         assert self._supervisor is not None
         old = self.configs
@@ -303,13 +319,16 @@ class ControlPlane:
         await self._states_send.send(Expect(identities=tuple(new)))
         for identity in removed + changed:
             await self._supervisor.stop(identity)
+            await self._supervisor.stop(_discovery_name(identity))
         for identity in removed:
+            self.discoveries.pop(identity)
             self.memories.pop(identity).release_fwmarks(self.fwmarks)
             log.info("balancer removed", balancer=identity)
         self.configs = new
         async with trio.open_nursery() as nursery:
             for identity in changed + added:
                 self.memories.setdefault(identity, BalancerMemory())
+                self.discoveries.setdefault(identity, DiscoveryMemory())
                 nursery.start_soon(self._start_balancer, new[identity])
         if removed or changed or added:
             log.info("balancers updated", added=len(added), changed=len(changed),
@@ -317,7 +336,18 @@ class ControlPlane:
 
     async def _start_balancer(self, config: BalancerConfig) -> None:
         assert self._supervisor is not None
+        # Discovery -> balancer. Owned here, not by either actor, so that each
+        # may restart alone. Unbounded: a list per source event at most, and
+        # the balancer skips to the newest (latest wins).
+        endpoints_send, endpoints = trio.open_memory_channel[Endpoints](math.inf)
+        await self._supervisor.start(
+            _discovery_name(config.identity), run_discovery, config=config,
+            memory=self.discoveries[config.identity], send=endpoints_send, resolve=self._resolve)
         await self._supervisor.start(
             config.identity, run_balancer, config=config, prober=self._prober.inbox,
             fwmarks=self.fwmarks, memory=self.memories[config.identity], send=self._states_send,
-            resolve=self._resolve, connections=self._connections)
+            endpoints=endpoints, connections=self._connections)
+
+
+def _discovery_name(identity: str) -> str:
+    return f"discovery {identity}"

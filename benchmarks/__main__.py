@@ -19,10 +19,16 @@ HARNESSES = {
             "kglb-trio end to end against N loopback reals, beside a bare trio checker"),
     "probes": ("benchmarks.probes", "the Prober and the checks alone, beside raw trio-socket checks"),
     "ipvs": ("benchmarks.ipvs_sync", "pushing N reals into IPVS, beside `ipvsadm -R` (in the VM)"),
+    "discovery": ("benchmarks.discovery_etcd",
+                  "N reals under one etcd prefix, R changes/s: etcd write -> data plane"),
     "scrape": ("benchmarks.scrape",
                "serving /stats and /status of a 10k-real snapshot: event-loop stall"),
+    "writer-crash": ("benchmarks.writer_crash",
+                     "kill -9 at random instants of a first apply: leaks; a flip beside a hold"),
     "status-load": ("benchmarks.status_load",
                     "/healthz, probing and RSS under 500 slowloris + 20 non-reading scrapers"),
+    "status-page": ("benchmarks.status_page",
+                    "the status page at 10k reals: size, render time, probes with 5 pages open"),
 }
 
 

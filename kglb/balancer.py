@@ -50,6 +50,15 @@ class Upstream:
     ramp_from: float | None = None  # when its slow start began; None: no ramp
     drain: Drain | None = None  # set once it left the balancer and is draining
     late: bool = False  # appeared after the balancer served: its first up may ramp
+    port: int | None = None  # the real's own port (discovery); None: the balancer's port
+    weight: float = 1.0  # the source's weight: a factor of weight_up
+
+
+def full_weight(weight_up: int, up: Upstream) -> int:
+    """The IPVS weight of ``up`` when healthy: weight_up scaled by its source weight.
+
+    A source weight never takes a healthy real to 0: removing it is how to drain."""
+    return weight_up if up.weight == 1.0 else min(max(1, round(weight_up * up.weight)), 2**31 - 1)
 
 
 def balancer_state(
@@ -80,7 +89,7 @@ def balancer_state(
     fall = config.checker.fall
     weight_up = config.weight_up
     life = config.lifecycle
-    chosen: dict[str, Upstream] = {}  # by address; the port is the balancer's
+    chosen: dict[str, Upstream] = {}  # by address: one real per address and service
     draining: dict[str, Upstream] = {}
     for up in upstreams:
         if up.address is not None:
@@ -105,13 +114,14 @@ def balancer_state(
 
     reals = []
     weights: dict[str, int] = {}
-    port, forward = config.port, config.forward
+    forward = config.forward
     reuse = _reals_by_address(previous, config.service.key)
     for address, up in chosen.items():
+        port = config.port if up.port is None else up.port
         if failsafe or address in kept:
-            weight = weight_up
+            weight = full_weight(weight_up, up)
         elif address in serving:
-            weight = ramp_weight(weight_up, started=up.ramp_from, now=now,
+            weight = ramp_weight(full_weight(weight_up, up), started=up.ramp_from, now=now,
                                  window_ms=life.slow_start_ms)
         else:
             weight = 0
@@ -133,7 +143,7 @@ def balancer_state(
         RealStatus(
             host=up.host,
             address=up.address,
-            port=config.port,
+            port=config.port if up.port is None else up.port,
             health=up.health,
             weight=0 if up.drain else weights.get(up.address, 0),
             last=up.last,
@@ -182,8 +192,8 @@ def _state(up: Upstream, *, now: float, config: BalancerConfig, kept: frozenset[
     if suppressed(up.flaps, now=now, damping=life.flap_damping):
         return "suppressed"
     if up.address in serving:
-        if ramp_weight(config.weight_up, started=up.ramp_from, now=now,
-                       window_ms=life.slow_start_ms) < config.weight_up:
+        full = full_weight(config.weight_up, up)
+        if ramp_weight(full, started=up.ramp_from, now=now, window_ms=life.slow_start_ms) < full:
             return "ramping"
         return "up"
     return "kept" if up.address in kept else "down"
@@ -201,13 +211,14 @@ def _fwmark_services(
 ) -> list[ServiceState]:
     # kglb §3.7: rr, one real, always weight_up ("otherwise ipvs drops health
     # checks"). A MASQ real keeps its port (decisions.md row 8); TUNNEL uses 0.
-    port = 0 if config.forward is ForwardMethod.TUNNEL else config.port
+    tunnel = config.forward is ForwardMethod.TUNNEL
     reuse = {} if previous is None else {s.key.fwmark: s for s in previous.services[1:]}
     out = []
     for address, up in chosen.items():
         mark = marks.get(address)
         if mark is None:
             continue
+        port = 0 if tunnel else config.port if up.port is None else up.port
         old = reuse.get(mark)
         if old is not None:
             real = old.reals[0]

@@ -73,6 +73,39 @@ class CheckerConfig:
     concurrency: int = DEFAULT_CONCURRENCY
 
 
+DEFAULT_FILE_REFRESH_MS = 5000
+DEFAULT_DNS_REFRESH_MS = 1000
+DEFAULT_MAX_REMOVE_RATIO = 0.5
+
+
+@_frozen
+class StaticSource:
+    hosts: tuple[str, ...]  # IP literals or host names
+
+
+@_frozen
+class FileSource:
+    path: str  # Prometheus file_sd JSON
+    refresh_ms: int = DEFAULT_FILE_REFRESH_MS
+
+
+@_frozen
+class DnsSource:
+    name: str  # always absolute (ends with ".")
+    type: str = "A"  # A AAAA SRV
+    refresh_ms: int = DEFAULT_DNS_REFRESH_MS  # the shortest time between two queries
+    nameservers: tuple[tuple[str, int], ...] = ()  # (IP, port); empty: the system's
+
+
+@_frozen
+class EtcdSource:
+    endpoints: tuple[str, ...]  # base URLs of etcd's JSON gateway: "http://host:port"
+    prefix: str
+
+
+Source = StaticSource | FileSource | DnsSource | EtcdSource
+
+
 @_frozen
 class BgpAttributes:
     local_asn: int
@@ -143,11 +176,18 @@ class BalancerConfig:
     configure_reals: bool = False  # accepted and ignored (warned about at load)
     weight_up: int = DEFAULT_WEIGHT_UP
     link: str = DEFAULT_LINK  # where the VIP goes (our field)
+    source: Source | None = None  # None: StaticSource(hosts) (see ``discovery``)
+    max_remove_ratio: float = DEFAULT_MAX_REMOVE_RATIO
     lifecycle: Lifecycle = Lifecycle()  # drain, slow start, flap damping, min pooled (ours)
 
     @property
     def key(self) -> ServiceKey:
         return self.service.key
+
+    @property
+    def discovery(self) -> Source:
+        """Where this balancer's reals come from."""
+        return self.source if self.source is not None else StaticSource(hosts=self.hosts)
 
     @property
     def identity(self) -> str:

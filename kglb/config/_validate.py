@@ -20,6 +20,7 @@ from ..bird import parse_community
 from ..pb import common_pb2, config_pb2
 from ._checks import convert_checker
 from ._errors import Problems, Where
+from ._sources import convert_source, max_remove_ratio
 from ._rules import FAMILY_NAMES as _FAMILY_NAMES
 from ._rules import Sections, check_balancer
 from ._types import (
@@ -30,6 +31,7 @@ from ._types import (
     CheckerConfig,
     FlapDamping,
     Lifecycle,
+    Source,
 )
 
 _FAMILIES = {common_pb2.AF_INET: Family.INET, common_pb2.AF_INET6: Family.INET6}
@@ -97,13 +99,13 @@ def _balancer(b: config_pb2.BalancerConfig, where: Where,
         bgp=None if routing is None else routing[1]), where, problems)
     if len(problems.errors) > before or None in (service, checker, discovery, routing, lifecycle):
         return service, None
-    port, family, hosts = discovery
+    port, family, hosts, source, remove_ratio = discovery
     ratio, bgp = routing
     return service, BalancerConfig(
         name=b.name, setup_name=b.setup_name, service=service, forward=forward, port=port,
         resolve_family=family, hosts=hosts, checker=checker, announce_limit_ratio=ratio, bgp=bgp,
         enable_fwmarks=b.enable_fwmarks, configure_reals=b.configure_reals, weight_up=weight_up,
-        link=link, lifecycle=lifecycle,
+        link=link, lifecycle=lifecycle, source=source, max_remove_ratio=remove_ratio,
     )
 
 
@@ -200,8 +202,8 @@ def ip_text(parent, name: str, where: Where, problems: Problems) -> str | None:
     return str(address)
 
 
-def _discovery(b: config_pb2.BalancerConfig, where: Where,
-               problems: Problems) -> tuple[int, Family, tuple[str, ...]] | None:
+def _discovery(b: config_pb2.BalancerConfig, where: Where, problems: Problems
+               ) -> tuple[int, Family, tuple[str, ...], Source | None, float] | None:
     if not b.HasField("upstream_discovery"):
         problems.error(where, "is required")
         return None
@@ -211,17 +213,22 @@ def _discovery(b: config_pb2.BalancerConfig, where: Where,
     family = _FAMILIES[d.resolve_family]
     kind = d.WhichOneof("attributes")
     hosts: tuple[str, ...] = ()
+    source = None
+    remove_ratio = max_remove_ratio(d, where, problems)
     if kind is None:
-        problems.error(where, "needs staticAttributes")
+        problems.error(where, "needs staticAttributes, fileAttributes, dnsAttributes or "
+                              "etcdAttributes")
     elif kind == "mdb_attributes":
         problems.error(where.field(kind), "mdb discovery is not implemented (kglb could not use it "
                                           "either); list the reals in staticAttributes")
+    elif kind != "static_attributes":
+        source = convert_source(d, kind, family, where, problems)
     else:
         hosts = tuple(d.static_attributes.hosts)
         _check_hosts(hosts, family, where.field(kind).field("hosts"), problems)
     if len(problems.errors) > before:
         return None
-    return d.port, family, hosts
+    return d.port, family, hosts, source, remove_ratio
 
 
 def _check_hosts(hosts: tuple[str, ...], family: Family, where: Where, problems: Problems) -> None:

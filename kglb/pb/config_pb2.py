@@ -26,7 +26,7 @@ from kglb.pb import common_pb2 as kglb_dot_pb_dot_common__pb2
 from kglb.pb import healthchecker_pb2 as kglb_dot_pb_dot_healthchecker__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14kglb/pb/config.proto\x12\x04kglb\x1a\x14kglb/pb/common.proto\x1a\x1bkglb/pb/healthchecker.proto\"\'\n\x16MdbDiscoveryAttributes\x12\r\n\x05query\x18\x01 \x01(\t\"*\n\x19StaticDiscoveryAttributes\x12\r\n\x05hosts\x18\x01 \x03(\t\"\xd2\x01\n\x11UpstreamDiscovery\x12\x0c\n\x04port\x18\x01 \x01(\r\x12+\n\x0eresolve_family\x18\x02 \x01(\x0e\x32\x13.kglb.AddressFamily\x12\x36\n\x0emdb_attributes\x18\n \x01(\x0b\x32\x1c.kglb.MdbDiscoveryAttributesH\x00\x12<\n\x11static_attributes\x18\x0b \x01(\x0b\x32\x1f.kglb.StaticDiscoveryAttributesH\x00\x42\x0c\n\nattributes\"?\n\x0fUpstreamRouting\x12,\n\x0e\x66orward_method\x18\x01 \x01(\x0e\x32\x14.kglb.ForwardMethods\"p\n\x0e\x44ynamicRouting\x12\x1c\n\x14\x61nnounce_limit_ratio\x18\x01 \x01(\x02\x12\x32\n\x0e\x62gp_attributes\x18\n \x01(\x0b\x32\x18.kglb.BgpRouteAttributesH\x00\x42\x0c\n\nattributes\"\xd7\x04\n\x0e\x42\x61lancerConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsetup_name\x18\x08 \x01(\t\x12-\n\nlb_service\x18\x02 \x01(\x0b\x32\x19.kglb.LoadBalancerService\x12/\n\x10upstream_routing\x18\x03 \x01(\x0b\x32\x15.kglb.UpstreamRouting\x12\x33\n\x12upstream_discovery\x18\x04 \x01(\x0b\x32\x17.kglb.UpstreamDiscovery\x12\x38\n\x10upstream_checker\x18\x05 \x01(\x0b\x32\x1e.healthchecker.UpstreamChecker\x12\x16\n\x0e\x65nable_fwmarks\x18\n \x01(\x08\x12-\n\x0f\x64ynamic_routing\x18\x06 \x01(\x0b\x32\x14.kglb.DynamicRouting\x12\x17\n\x0f\x63onfigure_reals\x18\x07 \x01(\x08\x12\x11\n\tweight_up\x18\t \x01(\r\x12\x15\n\x08vip_link\x18\x0b \x01(\tH\x00\x88\x01\x01\x12\x1d\n\x10\x64rain_timeout_ms\x18\x0c \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rslow_start_ms\x18\r \x01(\rH\x02\x88\x01\x01\x12\'\n\x0c\x66lap_damping\x18\x0e \x01(\x0b\x32\x11.kglb.FlapDamping\x12\x1d\n\x10min_pooled_ratio\x18\x0f \x01(\x02H\x03\x88\x01\x01\x42\x0b\n\t_vip_linkB\x13\n\x11_drain_timeout_msB\x10\n\x0e_slow_start_msB\x13\n\x11_min_pooled_ratio\"P\n\x0b\x46lapDamping\x12\x14\n\x0chalf_life_ms\x18\x01 \x01(\r\x12\x16\n\x0esuppress_flaps\x18\x02 \x01(\x02\x12\x13\n\x0breuse_flaps\x18\x03 \x01(\x02\"=\n\x12\x43ontrolPlaneConfig\x12\'\n\tbalancers\x18\x01 \x03(\x0b\x32\x14.kglb.BalancerConfigb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14kglb/pb/config.proto\x12\x04kglb\x1a\x14kglb/pb/common.proto\x1a\x1bkglb/pb/healthchecker.proto\"\'\n\x16MdbDiscoveryAttributes\x12\r\n\x05query\x18\x01 \x01(\t\"*\n\x19StaticDiscoveryAttributes\x12\r\n\x05hosts\x18\x01 \x03(\t\";\n\x17\x46ileDiscoveryAttributes\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nrefresh_ms\x18\x02 \x01(\r\"]\n\x16\x44nsDiscoveryAttributes\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\nrefresh_ms\x18\x03 \x01(\r\x12\x13\n\x0bnameservers\x18\x04 \x03(\t\"<\n\x17\x45tcdDiscoveryAttributes\x12\x11\n\tendpoints\x18\x01 \x03(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\"\xb2\x03\n\x11UpstreamDiscovery\x12\x0c\n\x04port\x18\x01 \x01(\r\x12+\n\x0eresolve_family\x18\x02 \x01(\x0e\x32\x13.kglb.AddressFamily\x12\x1d\n\x10max_remove_ratio\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x36\n\x0emdb_attributes\x18\n \x01(\x0b\x32\x1c.kglb.MdbDiscoveryAttributesH\x00\x12<\n\x11static_attributes\x18\x0b \x01(\x0b\x32\x1f.kglb.StaticDiscoveryAttributesH\x00\x12\x38\n\x0f\x66ile_attributes\x18\x0c \x01(\x0b\x32\x1d.kglb.FileDiscoveryAttributesH\x00\x12\x36\n\x0e\x64ns_attributes\x18\r \x01(\x0b\x32\x1c.kglb.DnsDiscoveryAttributesH\x00\x12\x38\n\x0f\x65tcd_attributes\x18\x0e \x01(\x0b\x32\x1d.kglb.EtcdDiscoveryAttributesH\x00\x42\x0c\n\nattributesB\x13\n\x11_max_remove_ratio\"?\n\x0fUpstreamRouting\x12,\n\x0e\x66orward_method\x18\x01 \x01(\x0e\x32\x14.kglb.ForwardMethods\"p\n\x0e\x44ynamicRouting\x12\x1c\n\x14\x61nnounce_limit_ratio\x18\x01 \x01(\x02\x12\x32\n\x0e\x62gp_attributes\x18\n \x01(\x0b\x32\x18.kglb.BgpRouteAttributesH\x00\x42\x0c\n\nattributes\"\xd7\x04\n\x0e\x42\x61lancerConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsetup_name\x18\x08 \x01(\t\x12-\n\nlb_service\x18\x02 \x01(\x0b\x32\x19.kglb.LoadBalancerService\x12/\n\x10upstream_routing\x18\x03 \x01(\x0b\x32\x15.kglb.UpstreamRouting\x12\x33\n\x12upstream_discovery\x18\x04 \x01(\x0b\x32\x17.kglb.UpstreamDiscovery\x12\x38\n\x10upstream_checker\x18\x05 \x01(\x0b\x32\x1e.healthchecker.UpstreamChecker\x12\x16\n\x0e\x65nable_fwmarks\x18\n \x01(\x08\x12-\n\x0f\x64ynamic_routing\x18\x06 \x01(\x0b\x32\x14.kglb.DynamicRouting\x12\x17\n\x0f\x63onfigure_reals\x18\x07 \x01(\x08\x12\x11\n\tweight_up\x18\t \x01(\r\x12\x15\n\x08vip_link\x18\x0b \x01(\tH\x00\x88\x01\x01\x12\x1d\n\x10\x64rain_timeout_ms\x18\x0c \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rslow_start_ms\x18\r \x01(\rH\x02\x88\x01\x01\x12\'\n\x0c\x66lap_damping\x18\x0e \x01(\x0b\x32\x11.kglb.FlapDamping\x12\x1d\n\x10min_pooled_ratio\x18\x0f \x01(\x02H\x03\x88\x01\x01\x42\x0b\n\t_vip_linkB\x13\n\x11_drain_timeout_msB\x10\n\x0e_slow_start_msB\x13\n\x11_min_pooled_ratio\"P\n\x0b\x46lapDamping\x12\x14\n\x0chalf_life_ms\x18\x01 \x01(\r\x12\x16\n\x0esuppress_flaps\x18\x02 \x01(\x02\x12\x13\n\x0breuse_flaps\x18\x03 \x01(\x02\"=\n\x12\x43ontrolPlaneConfig\x12\'\n\tbalancers\x18\x01 \x03(\x0b\x32\x14.kglb.BalancerConfigb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,16 +37,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MDBDISCOVERYATTRIBUTES']._serialized_end=120
   _globals['_STATICDISCOVERYATTRIBUTES']._serialized_start=122
   _globals['_STATICDISCOVERYATTRIBUTES']._serialized_end=164
-  _globals['_UPSTREAMDISCOVERY']._serialized_start=167
-  _globals['_UPSTREAMDISCOVERY']._serialized_end=377
-  _globals['_UPSTREAMROUTING']._serialized_start=379
-  _globals['_UPSTREAMROUTING']._serialized_end=442
-  _globals['_DYNAMICROUTING']._serialized_start=444
-  _globals['_DYNAMICROUTING']._serialized_end=556
-  _globals['_BALANCERCONFIG']._serialized_start=559
-  _globals['_BALANCERCONFIG']._serialized_end=1158
-  _globals['_FLAPDAMPING']._serialized_start=1160
-  _globals['_FLAPDAMPING']._serialized_end=1240
-  _globals['_CONTROLPLANECONFIG']._serialized_start=1242
-  _globals['_CONTROLPLANECONFIG']._serialized_end=1303
+  _globals['_FILEDISCOVERYATTRIBUTES']._serialized_start=166
+  _globals['_FILEDISCOVERYATTRIBUTES']._serialized_end=225
+  _globals['_DNSDISCOVERYATTRIBUTES']._serialized_start=227
+  _globals['_DNSDISCOVERYATTRIBUTES']._serialized_end=320
+  _globals['_ETCDDISCOVERYATTRIBUTES']._serialized_start=322
+  _globals['_ETCDDISCOVERYATTRIBUTES']._serialized_end=382
+  _globals['_UPSTREAMDISCOVERY']._serialized_start=385
+  _globals['_UPSTREAMDISCOVERY']._serialized_end=819
+  _globals['_UPSTREAMROUTING']._serialized_start=821
+  _globals['_UPSTREAMROUTING']._serialized_end=884
+  _globals['_DYNAMICROUTING']._serialized_start=886
+  _globals['_DYNAMICROUTING']._serialized_end=998
+  _globals['_BALANCERCONFIG']._serialized_start=1001
+  _globals['_BALANCERCONFIG']._serialized_end=1600
+  _globals['_FLAPDAMPING']._serialized_start=1602
+  _globals['_FLAPDAMPING']._serialized_end=1682
+  _globals['_CONTROLPLANECONFIG']._serialized_start=1684
+  _globals['_CONTROLPLANECONFIG']._serialized_end=1745
 # @@protoc_insertion_point(module_scope)

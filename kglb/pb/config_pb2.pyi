@@ -20,17 +20,53 @@ class StaticDiscoveryAttributes(_message.Message):
     hosts: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, hosts: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class FileDiscoveryAttributes(_message.Message):
+    __slots__ = ("path", "refresh_ms")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_MS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    refresh_ms: int
+    def __init__(self, path: _Optional[str] = ..., refresh_ms: _Optional[int] = ...) -> None: ...
+
+class DnsDiscoveryAttributes(_message.Message):
+    __slots__ = ("name", "type", "refresh_ms", "nameservers")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_MS_FIELD_NUMBER: _ClassVar[int]
+    NAMESERVERS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    refresh_ms: int
+    nameservers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., refresh_ms: _Optional[int] = ..., nameservers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EtcdDiscoveryAttributes(_message.Message):
+    __slots__ = ("endpoints", "prefix")
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    endpoints: _containers.RepeatedScalarFieldContainer[str]
+    prefix: str
+    def __init__(self, endpoints: _Optional[_Iterable[str]] = ..., prefix: _Optional[str] = ...) -> None: ...
+
 class UpstreamDiscovery(_message.Message):
-    __slots__ = ("port", "resolve_family", "mdb_attributes", "static_attributes")
+    __slots__ = ("port", "resolve_family", "max_remove_ratio", "mdb_attributes", "static_attributes", "file_attributes", "dns_attributes", "etcd_attributes")
     PORT_FIELD_NUMBER: _ClassVar[int]
     RESOLVE_FAMILY_FIELD_NUMBER: _ClassVar[int]
+    MAX_REMOVE_RATIO_FIELD_NUMBER: _ClassVar[int]
     MDB_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     STATIC_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    FILE_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    DNS_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    ETCD_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     port: int
     resolve_family: _common_pb2.AddressFamily
+    max_remove_ratio: float
     mdb_attributes: MdbDiscoveryAttributes
     static_attributes: StaticDiscoveryAttributes
-    def __init__(self, port: _Optional[int] = ..., resolve_family: _Optional[_Union[_common_pb2.AddressFamily, str]] = ..., mdb_attributes: _Optional[_Union[MdbDiscoveryAttributes, _Mapping]] = ..., static_attributes: _Optional[_Union[StaticDiscoveryAttributes, _Mapping]] = ...) -> None: ...
+    file_attributes: FileDiscoveryAttributes
+    dns_attributes: DnsDiscoveryAttributes
+    etcd_attributes: EtcdDiscoveryAttributes
+    def __init__(self, port: _Optional[int] = ..., resolve_family: _Optional[_Union[_common_pb2.AddressFamily, str]] = ..., max_remove_ratio: _Optional[float] = ..., mdb_attributes: _Optional[_Union[MdbDiscoveryAttributes, _Mapping]] = ..., static_attributes: _Optional[_Union[StaticDiscoveryAttributes, _Mapping]] = ..., file_attributes: _Optional[_Union[FileDiscoveryAttributes, _Mapping]] = ..., dns_attributes: _Optional[_Union[DnsDiscoveryAttributes, _Mapping]] = ..., etcd_attributes: _Optional[_Union[EtcdDiscoveryAttributes, _Mapping]] = ...) -> None: ...
 
 class UpstreamRouting(_message.Message):
     __slots__ = ("forward_method",)

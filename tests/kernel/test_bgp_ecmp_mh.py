@@ -73,7 +73,8 @@ def flows(lab: Lab, lb: str) -> dict[int, str]:
 
 def fetch(lab: Lab, port: int) -> str:
     """The name of the real that answers the client's request from source port ``port``."""
-    return lab.run("cli", "curl", "-s", "--max-time", "3", "--local-port", str(port),
+    # 10 s: under software emulation on a busy host a first SYN can take seconds.
+    return lab.run("cli", "curl", "-s", "--max-time", "10", "--local-port", str(port),
                    f"http://{VIP}/").strip()
 
 

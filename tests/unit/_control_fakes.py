@@ -38,7 +38,7 @@ def balancer_config(
 
 class ResolverBug:
     """A resolver whose second call raises: the first re-resolution (60 s after
-    the start) crashes the balancer."""
+    the start) crashes the balancer's discovery actor."""
 
     def __init__(self, address: str = "10.1.0.1") -> None:
         self.address = address

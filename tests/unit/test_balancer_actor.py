@@ -6,11 +6,12 @@ import trio
 from _control_fakes import balancer_config
 
 from actors.balancer import BalancerMemory, run_balancer
+from actors.discovery import DiscoveryMemory, run_discovery
 from actors.probes import Unwatch, Watch
-from actors.resolver import resolve_host
 from actors.supervisor import ControlPlane
 from kglb import CheckResult, ProbeResult, ServiceKey
 from kglb.config import Config
+from kglb.discovery import Endpoint, Endpoints
 from kglb.fwmark import FwmarkPool
 
 
@@ -62,8 +63,11 @@ async def start_balancer(nursery, config):
     """One balancer actor with a fake prober: (prober, its memory, its states)."""
     prober, memory = FakeProber(), BalancerMemory()
     send, receive = trio.open_memory_channel(100)
+    found_send, found = trio.open_memory_channel(1)
+    found_send.send_nowait(Endpoints(endpoints=tuple(Endpoint(host=h, port=config.port)
+                                                     for h in config.hosts)))
     await nursery.start(partial(run_balancer, config, prober=prober, fwmarks=FwmarkPool(),
-                                memory=memory, send=send, resolve=resolve_host))
+                                memory=memory, send=send, endpoints=found))
     return prober, memory, receive
 
 
@@ -141,14 +145,14 @@ async def test_a_host_that_never_resolved_is_logged_as_left_out():
             return host
         raise ResolveError(f"{host}: no such name")
 
-    memory = BalancerMemory()
+    # Names are resolved by the balancer's discovery actor.
+    memory = DiscoveryMemory()
     memory.addresses["known.example"] = "10.1.0.7"  # resolved in an earlier run
     send, _receive = trio.open_memory_channel(100)
     config = balancer_config(hosts=("10.1.0.1", "never.invalid", "known.example"))
     with capture_logs() as logs:
         async with trio.open_nursery() as nursery:
-            await nursery.start(partial(run_balancer, config, prober=FakeProber(),
-                                        fwmarks=FwmarkPool(), memory=memory, send=send,
+            await nursery.start(partial(run_discovery, config, memory=memory, send=send,
                                         resolve=resolve))
             nursery.cancel_scope.cancel()
     said = sorted((e["event"], e["host"], e.get("last")) for e in logs if "host" in e)

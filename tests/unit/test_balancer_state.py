@@ -200,3 +200,23 @@ def test_a_previous_state_lends_its_unchanged_reals():
     again = balancer_state(config, upstreams, initial=False, fwmarks=marks, previous=state)
     assert again == balancer_state(config, upstreams, initial=False, fwmarks=marks)
     assert not any(a is b for a, b in zip(state.services[1:], again.services[1:]))
+
+
+def test_discovered_port_and_source_weight():
+    """Each real may have its own port (IPVS and fwmark service); a source weight scales
+    weightUp, never to 0 for a healthy real, and fail-open scales the same way."""
+    up, down = Health(up=True, count=3), Health(up=False, count=3)
+    config = balancer_config(weight_up=1000, forward=ForwardMethod.MASQ, enable_fwmarks=True)
+    upstreams = [Upstream(host="a", address="10.1.0.1", port=8081, weight=0.5, health=up),
+                 Upstream(host="b", address="10.1.0.2", port=8082, weight=0.0, health=up),
+                 Upstream(host="c", address="10.1.0.3", weight=2.0, health=down)]
+    state = balancer_state(config, upstreams, initial=False,
+                           fwmarks={"10.1.0.1": 10000, "10.1.0.2": 10001})
+    main = state.services[0]
+    assert {(r.key.address, r.key.port): r.weight for r in main.reals} == {
+        ("10.1.0.1", 8081): 500, ("10.1.0.2", 8082): 1, ("10.1.0.3", 80): 0}
+    assert {s.reals[0].key.port for s in state.services[1:]} == {8081, 8082}
+    assert [r.port for r in state.reals] == [8081, 8082, 80]
+    failsafe = balancer_state(config, [replace(u, health=down) for u in upstreams],
+                              initial=False)
+    assert [r.weight for r in failsafe.services[0].reals] == [500, 1, 2000]

@@ -61,6 +61,10 @@ KGLB_FIELDS = {
 OURS = {
     (common_pb2.IpvsService, "persistence_timeout_s"): 6,
     (config_pb2.BalancerConfig, "vip_link"): 11,
+    (config_pb2.UpstreamDiscovery, "max_remove_ratio"): 3,
+    (config_pb2.UpstreamDiscovery, "file_attributes"): 12,
+    (config_pb2.UpstreamDiscovery, "dns_attributes"): 13,
+    (config_pb2.UpstreamDiscovery, "etcd_attributes"): 14,
     (config_pb2.BalancerConfig, "drain_timeout_ms"): 12,
     (config_pb2.BalancerConfig, "slow_start_ms"): 13,
     (config_pb2.BalancerConfig, "flap_damping"): 14,
