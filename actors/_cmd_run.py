@@ -67,9 +67,10 @@ def main(args) -> int:
         return ExitCode.CONFIG
     for warning in config.warnings:
         log.warning("config", warning=warning)
-    if not args.dry_run and not _preflight(config):
+    remote = args.privsep_fd is not None  # the unprivileged side of --privsep
+    if not args.dry_run and not remote and not _preflight(config):
         return ExitCode.HOST
-    if not args.dry_run and (problem := _state_file_problem(args.state_file)):
+    if not args.dry_run and not remote and (problem := _state_file_problem(args.state_file)):
         print(f"kglb-trio: {problem}", file=sys.stderr)
         return ExitCode.HOST
     if args.dry_run:
@@ -79,6 +80,12 @@ def main(args) -> int:
     except ValueError as exc:
         print(f"kglb-trio: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    if remote:
+        speaker = None  # the writer process holds BIRD
+    elif args.privsep:
+        from . import writer_process
+
+        return writer_process.main(args, config, speaker, _dataplane(args, config))
     try:
         return trio.run(_run, args, config, speaker)
     except BaseExceptionGroup as group:
@@ -156,6 +163,11 @@ async def _run(args, config: Config, speaker) -> int:
                 def resize(new: Config) -> None:  # a reload sizes the workers as a start
                     prober.set_workers(_probe_workers(args.probe_workers, new))
                 stopped = trio.Event()
+                writer = None
+                if args.privsep_fd is not None:
+                    from .writer_proxy import connect
+
+                    writer, speaker = connect(args.privsep_fd, on_lost=force)
 
                 async def control_plane(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
                     await run_kglb(
@@ -163,7 +175,8 @@ async def _run(args, config: Config, speaker) -> int:
                         ownership_path=None if args.dry_run else args.state_file,
                         keep_on_exit=args.keep_on_exit, budget=budget,
                         on_apply=_print_operations if args.dry_run else None,
-                        sync_daemons=_sync_daemons(dataplane), task_status=task_status)
+                        writer=writer, sync_daemons=_sync_daemons(args),
+                        task_status=task_status)
                     stopped.set()
 
                 late.handle = await nursery.start(control_plane)
@@ -186,9 +199,10 @@ def _drain(handle: KglbHandle | None, timeout: float) -> None:
         handle.drain_host(timeout)
 
 
-def _sync_daemons(dataplane):
-    """The kernel's sync daemons beside the IPVS data plane; None (in memory) otherwise."""
-    if isinstance(dataplane, MemoryDataPlane):
+def _sync_daemons(args):
+    """The kernel's sync daemons; None (in memory) for a dry run. With --privsep this side
+    has no CAP_NET_ADMIN: the kernel refuses them (logged, counted, shown by status)."""
+    if args.dry_run:
         return None
     from .sync_daemons import KernelDaemons
 
@@ -256,7 +270,7 @@ async def _notify_ready(handle: KglbHandle) -> None:
 
 
 def _dataplane(args, config: Config):
-    if args.dry_run:
+    if args.dry_run or args.privsep_fd is not None:
         return MemoryDataPlane()
     try:
         from .dataplane.ipvs import IpvsDataPlane

@@ -192,6 +192,13 @@ class KglbHandle:
         self._drainer.request(timeout)
 
 
+def writer_settings(config: Config) -> dict:
+    """Writer arguments that follow from the config (also for the --privsep writer process)."""
+    # Drains end on the counters the writer reads: read them often then.
+    drains = any(b.lifecycle.drain_timeout_ms for b in config.balancers)
+    return {"counters_interval": DRAIN_COUNTERS_INTERVAL} if drains else {}
+
+
 async def run_kglb(
     config: Config,
     *,
@@ -207,12 +214,15 @@ async def run_kglb(
     budget: RestartBudget | None = None,
     coalesce: float = COALESCE,
     sync_daemons=None,
+    writer=None,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the control plane for ``config``; see the module docstring.
 
     ``on_apply`` sees every applied batch of operations (``--dry-run`` prints
     them); ``resolve``, ``policy`` and ``coalesce`` are for tests and tuning.
+    ``writer``: something with Writer's face (``run``, ``statistics``) to use
+    instead of an in-process Writer, e.g. ``actors.writer_proxy.WriterProxy``.
     ``budget``: a RestartBudget shared with actors the caller runs (the
     status server); None = one for ``policy``.
     Raises ValueError for a config the loader should have refused (duplicate
@@ -225,11 +235,10 @@ async def run_kglb(
     with ExitStack() as stack:
         if ownership_path is None:
             ownership_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "owned.json"
-        # Drains end on the counters the writer reads: read them often then.
-        drains = any(b.lifecycle.drain_timeout_ms for b in config.balancers)
-        writer = Writer(dataplane, speaker, ownership_path=ownership_path,
-                        keep_on_exit=keep_on_exit, on_apply=on_apply,
-                        **({"counters_interval": DRAIN_COUNTERS_INTERVAL} if drains else {}))
+        if writer is None:
+            writer = Writer(dataplane, speaker, ownership_path=ownership_path,
+                            keep_on_exit=keep_on_exit, on_apply=on_apply,
+                            **writer_settings(config))
         # One state in flight: the writer drains to the newest anyway, and a
         # generator blocked here just generates again from newer states. The
         # receive end is ours, not the writer's: it must outlive a writer crash.
