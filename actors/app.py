@@ -58,7 +58,7 @@ from kglb.config import Config
 
 from .dataplane import MemoryDataPlane
 from .discovery import SourceStatus
-from .drain import DRAIN_COUNTERS_INTERVAL, reading_of
+from .drain import DrainCounters, reading_of
 from .generator import COALESCE
 from .metrics import CheckTally
 from .probes import Prober, ProberStatistics
@@ -199,11 +199,11 @@ async def run_kglb(
     with ExitStack() as stack:
         if ownership_path is None:
             ownership_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "owned.json"
-        # Drains end on the counters the writer reads: read them often then.
-        drains = any(b.lifecycle.drain_timeout_ms for b in config.balancers)
         writer = Writer(dataplane, speaker, ownership_path=ownership_path,
-                        keep_on_exit=keep_on_exit, on_apply=on_apply,
-                        **({"counters_interval": DRAIN_COUNTERS_INTERVAL} if drains else {}))
+                        keep_on_exit=keep_on_exit, on_apply=on_apply)
+        # Drains end on IPVS counters: read every second while a real drains,
+        # whatever config (first or reloaded) made it drain.
+        counters = DrainCounters(dataplane, also=reading_of(writer.statistics))
         # One state in flight: the writer drains to the newest anyway, and a
         # generator blocked here just generates again from newer states. The
         # receive end is ours, not the writer's: it must outlive a writer crash.
@@ -212,7 +212,7 @@ async def run_kglb(
         budget = budget if budget is not None else RestartBudget(policy)
         plane = ControlPlane(config, prober=prober, send_desired=send_desired, resolve=resolve,
                              budget=budget, coalesce=coalesce,
-                             connections=reading_of(writer.statistics),
+                             connections=counters.read,
                              drain_on_stop=not keep_on_exit)
 
         async with trio.open_nursery() as nursery:
@@ -220,6 +220,7 @@ async def run_kglb(
             # budget, which also counts its worker processes' exits.
             probing = Supervisor(nursery, policy, budget=budget)
             await probing.start("prober", prober.run, budget=budget)
+            await probing.start("drain counters", counters.run)
             if hasattr(speaker, "run"):  # a real speaker polls its daemon (BIRD)
                 await nursery.start(speaker.run)
             # The writer has a supervisor of its own because it outlives the
