@@ -14,7 +14,11 @@ a bad config, HOST for failed preflight checks or a status address that
 cannot be bound, USAGE for a bad BGP setting.
 
 ``--dry-run`` runs on the in-memory data plane and prints every applied
-change; its ownership record is temporary, so it never disturbs a real run.
+change. It never touches what a live instance beside it uses: its ownership
+record is in a temporary directory, routes stay in memory (BIRD's socket and
+include file are never opened, even with ``--bgp-neighbor``), it sends no
+systemd notifications, and the status server listens on an ephemeral
+loopback port unless ``--status-address`` names another than the default.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ def main(args) -> int:
     if not args.dry_run and (problem := _state_file_problem(args.state_file)):
         print(f"kglb-trio: {problem}", file=sys.stderr)
         return ExitCode.HOST
+    if args.dry_run:
+        _isolate_dry_run(args)
     try:
         speaker = _speaker(args)
     except ValueError as exc:
@@ -170,6 +176,20 @@ async def _run(args, config: Config, speaker) -> int:
         with trio.CancelScope(shield=True):
             await dataplane.aclose()
     return ExitCode.FAILED if forced else ExitCode.OK
+
+
+def _isolate_dry_run(args) -> None:
+    """Keep a dry run off everything a live instance beside it uses."""
+    from .cli import DEFAULT_STATUS_ADDRESS
+
+    if args.bgp_neighbor:
+        log.info("dry run: routes are kept in memory, BIRD is not touched",
+                 bird_include=args.bird_include)
+        args.bgp_neighbor = []
+    if args.status_address == DEFAULT_STATUS_ADDRESS:
+        args.status_address = "127.0.0.1:0"  # the live instance listens on the default
+    os.environ.pop("NOTIFY_SOCKET", None)  # that is the live unit's, if any
+    os.environ.pop("WATCHDOG_USEC", None)
 
 
 def _probe_workers(requested: int, config: Config) -> int:

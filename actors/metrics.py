@@ -316,15 +316,18 @@ def _data_plane(stats, wall: float) -> Iterator[Metric]:
     age.set(max(0.0, wall - (writer.applied_wall or stats.started_at)))
     links = _Family(DP + "link_address", "VIP addresses: alive, add_failed, delete_failed.",
                     "gauge", ("address", "state"))
-    applied = {a.address for a in writer.applied.addresses} if writer.applied else set()
+    # From the kernel as the writer last knew it, and the groups (VIPs) whose
+    # operations are failing: an address that is there is never "add_failed".
+    present = {a.address for a in writer.addresses}
     desired = {a.address for a in stats.desired.addresses} if stats.desired else set()
-    # The writer keeps the last applied state until an apply fully succeeds, so
-    # after a failed one the difference is what could not be added or deleted.
-    failed = writer.manager_state == "set_state_failed"
-    for address in sorted(applied | desired):
-        links.set(1.0 if address in applied else 0.0, address, "alive")
-        links.set(1.0 if failed and address not in applied else 0.0, address, "add_failed")
-        links.set(1.0 if failed and address not in desired else 0.0, address, "delete_failed")
+    ours = {a.address for a in writer.owned.addresses}
+    for address in sorted(desired | (ours & present)):
+        alive, failing = address in present, address in writer.failing
+        links.set(1.0 if alive else 0.0, address, "alive")
+        links.set(1.0 if failing and not alive and address in desired else 0.0, address,
+                  "add_failed")
+        links.set(1.0 if failing and alive and address not in desired else 0.0, address,
+                  "delete_failed")
     yield from (manager.metric(), age.metric(), links.metric())
     yield from _ipvs_counters(stats)
     if not any(b.route is not None for b in stats.balancers):

@@ -1,12 +1,22 @@
 """The ownership record: which IPVS services and VIPs this control plane created or adopted.
 
 A small JSON file (default ``/run/kglb-trio/owned.json``), rewritten
-atomically (temporary file in the same directory, fsync, rename) after every
-apply, so a crash never leaves half a record. It survives a restart of the
-process (not of the host: /run is a tmpfs, and after a reboot the kernel is
-empty anyway). A missing or unreadable record means "we own nothing": the next
-start then adopts the desired services it finds and never removes anything
-else, which is the safe side (decisions.md rows 19, 20).
+atomically (temporary file in the same directory, fsync, rename), so a crash
+never leaves half a record. It is written *ahead*: before an apply creates a
+service or a VIP the record already names it, and after the apply it is
+rewritten with what exists (``kglb.writer``). A crash at any instant thus
+leaves a record naming everything this control plane may have created; what
+it names but the kernel lacks is simply dropped at the next apply. It
+survives a restart of the process (not of the host: /run is a tmpfs, and
+after a reboot the kernel is empty anyway).
+
+A missing or unreadable record means "the record owns nothing". VIPs are
+still known: each one we add carries a kernel-side mark (IFA_PROTO, see
+``actors.dataplane._ipvs_kernel.VIP_PROTO``), and the writer owns every
+marked VIP. IPVS services carry no such mark, so without a record the next
+start adopts the desired services it finds and leaves every other service
+alone, reported as foreign: a lost record can leave services of a removed
+balancer behind, never delete someone else's (decisions.md rows 19, 20).
 
 Format (version 1)::
 
@@ -27,14 +37,17 @@ import structlog
 
 from kglb import Family, LinkAddress, Owned, Protocol, ServiceKey
 
-__all__ = ["load_owned", "save_owned"]
+__all__ = ["load_owned", "remove_partial_records", "save_owned"]
 
 _VERSION = 1
 log = structlog.get_logger("kglb_trio.ownership")
 
 
 def load_owned(path: str | os.PathLike[str]) -> Owned:
-    """The record at ``path``; ``Owned()`` if it is missing or unreadable (logged)."""
+    """The record at ``path``; ``Owned()`` if it is missing or unreadable (logged).
+
+    Only reads (``plan`` uses it too); see ``remove_partial_records``.
+    """
     try:
         text = Path(path).read_bytes()
     except FileNotFoundError:
@@ -55,6 +68,16 @@ def load_owned(path: str | os.PathLike[str]) -> Owned:
         log.warning("corrupt ownership record, owning nothing", path=str(path), error=repr(e))
         return Owned()
     return Owned(services=services, addresses=addresses)
+
+
+def remove_partial_records(path: str | os.PathLike[str]) -> None:
+    """Remove the temporary files a crash in the middle of ``save_owned`` left beside ``path``."""
+    target = Path(path)
+    try:
+        for stale in target.parent.glob(f".{target.name}.*"):
+            stale.unlink(missing_ok=True)
+    except OSError as e:
+        log.warning("cannot remove partial ownership records", path=str(path), error=str(e))
 
 
 def save_owned(path: str | os.PathLike[str], owned: Owned) -> None:

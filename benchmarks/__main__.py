@@ -23,6 +23,8 @@ HARNESSES = {
                   "N reals under one etcd prefix, R changes/s: etcd write -> data plane"),
     "scrape": ("benchmarks.scrape",
                "serving /stats and /status of a 10k-real snapshot: event-loop stall"),
+    "writer-crash": ("benchmarks.writer_crash",
+                     "kill -9 at random instants of a first apply: leaks; a flip beside a hold"),
     "status-load": ("benchmarks.status_load",
                     "/healthz, probing and RSS under 500 slowloris + 20 non-reading scrapers"),
 }

@@ -99,6 +99,10 @@ class DataPlane(Protocol):
         """Current IPVS counters of every service (foreign ones included)."""
         ...
 
+    # Optional: ``async def marked(self) -> frozenset[LinkAddress]``, the
+    # addresses that carry this control plane's kernel-side mark (IpvsDataPlane:
+    # IFA_PROTO). The writer owns them even when the ownership record is lost.
+
     async def aclose(self) -> None:
         """Release sockets and threads. The kernel state is left as it is."""
         ...

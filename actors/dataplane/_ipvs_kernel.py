@@ -39,6 +39,12 @@ _ADDRESS_OPS = (AddAddress, DeleteAddress)
 
 Dump = list[tuple[wire.ServiceEntry, list[wire.DestEntry]]]
 
+#: The address protocol (IFA_PROTO, Linux >= 6.1) on every VIP we add: the
+#: kernel-side mark that lets a start without an ownership record still know
+#: which VIPs are ours. 0-3 are the kernel's own (unspec, lo, ra, ll); 107 is
+#: "k". Kernels without IFA_PROTO ignore it, and then only the record counts.
+VIP_PROTO = 107
+
 
 class KernelSession:
     """Netlink sockets for IPVS and for the addresses of ``links``.
@@ -109,6 +115,19 @@ class KernelSession:
                 found.append(LinkAddress(link=link, address=address))
         return found
 
+    def marked(self) -> frozenset[LinkAddress]:
+        """The addresses on the managed links that carry our mark (``VIP_PROTO``)."""
+        found = set()
+        for link in self._links:
+            index = self._link_index(link)
+            if index is None:
+                continue
+            for msg in self._ipr.get_addr(index=index):
+                if msg.get("IFA_PROTO") == VIP_PROTO:
+                    address = msg.get("IFA_LOCAL") or msg.get("IFA_ADDRESS")
+                    found.add(LinkAddress(link=link, address=address))
+        return frozenset(found)
+
     def _link_index(self, link: str) -> int | None:
         indexes = self._ipr.link_lookup(ifname=link)
         return indexes[0] if indexes else None
@@ -152,9 +171,11 @@ class KernelSession:
         index = self._link_index(target.link)
         if index is None:
             return OperationError(op, errno.ENODEV, f"no link named {target.link!r}")
+        mark = {"proto": VIP_PROTO} if isinstance(op, AddAddress) else {}
         command = "add" if isinstance(op, AddAddress) else "del"
         try:
-            self._ipr.addr(command, index=index, address=target.address, prefixlen=target.prefixlen)
+            self._ipr.addr(command, index=index, address=target.address,
+                           prefixlen=target.prefixlen, **mark)
         except NetlinkError as exc:
             return OperationError(op, exc.code, str(exc))
         return None

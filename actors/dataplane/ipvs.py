@@ -21,7 +21,7 @@ from typing import TypeVar
 import outcome
 import trio
 
-from kglb import DataPlaneState, Operation, ServiceKey
+from kglb import DataPlaneState, LinkAddress, Operation, ServiceKey
 
 from ._base import OperationError, ServiceCounters
 from ._ipvs_kernel import KernelSession
@@ -70,6 +70,10 @@ class IpvsDataPlane:
 
     async def counters(self) -> dict[ServiceKey, ServiceCounters]:
         return await self._call(self._stats_thread(), KernelSession.counters)
+
+    async def marked(self) -> frozenset[LinkAddress]:
+        """The VIPs on the managed links that carry our kernel-side mark (IFA_PROTO)."""
+        return await self._call(self._main, KernelSession.marked)
 
     async def unrepresentable(self) -> int:
         """How many kernel objects the last read skipped (SCTP services, unknown schedulers...)."""

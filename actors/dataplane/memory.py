@@ -12,7 +12,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from kglb import (
+    AddAddress,
     AnnounceRoute,
+    DeleteAddress,
+    LinkAddress,
     DataPlaneState,
     Operation,
     RealKey,
@@ -37,7 +40,8 @@ class MemoryDataPlane:
     services, addresses left by an earlier run...). ``applied`` lists every
     operation that took effect, in order; ``attempts`` counts every operation
     tried, by kind. ``fail(fault)`` installs a fault injector consulted before
-    each operation; ``reads`` counts ``read()`` calls.
+    each operation; ``reads`` counts ``read()`` calls. Addresses added through
+    ``apply`` carry a mark, as ``IpvsDataPlane`` marks them (``marked()``).
     """
 
     def __init__(self, seed: DataPlaneState = DataPlaneState()) -> None:
@@ -49,6 +53,7 @@ class MemoryDataPlane:
         self.applied: list[Operation] = []  # the last APPLIED_KEPT or more, oldest first
         self.attempts: Counter[str] = Counter()
         self.reads = 0
+        self._marked: set[LinkAddress] = set()  # added through apply: "our" kernel mark
         self.counter_values: dict[ServiceKey, ServiceCounters] = {}
         # zero counters, built once per set of reals: (real keys, counters)
         self._zeros: dict[ServiceKey, tuple[tuple[RealKey, ...], ServiceCounters]] = {}
@@ -97,9 +102,18 @@ class MemoryDataPlane:
                 errors.append(OperationError(op=op, errno=e.errno))
                 continue
             self.applied.append(op)
+            if isinstance(op, AddAddress):
+                self._marked.add(op.address)
+            elif isinstance(op, DeleteAddress):
+                self._marked.discard(op.address)
         if len(self.applied) > 2 * APPLIED_KEPT:  # a long demo run must not grow forever
             del self.applied[:-APPLIED_KEPT]
         return errors
+
+    async def marked(self) -> frozenset[LinkAddress]:
+        """The addresses added through ``apply`` and still there (the IFA_PROTO mark)."""
+        self._check_open()
+        return frozenset(self._marked & set(self._model.state().addresses))
 
     async def counters(self) -> dict[ServiceKey, ServiceCounters]:
         """``counter_values`` where set (tests set them), else zero counters."""

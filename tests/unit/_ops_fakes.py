@@ -116,6 +116,7 @@ def snapshot() -> FakeStats:
         owned=Owned(services=frozenset({WEB_KEY, DNS_KEY}),
                     addresses=frozenset(desired.addresses)),
         foreign_services=frozenset({FOREIGN_KEY}), routes=frozenset(desired.routes),
+        addresses=frozenset(desired.addresses),
         session_established=True, manager_state="available", counters=counters,
     )
     return kglb_statistics(

@@ -149,7 +149,8 @@ def test_link_address_failures_after_a_failed_apply():
     desired = replace(old, addresses=(LinkAddress(address="10.0.0.1"),
                                       LinkAddress(address="10.0.0.3")))
     stats = replace(stats, desired=desired,
-                    writer=replace(stats.writer, manager_state="set_state_failed"))
+                    writer=replace(stats.writer, manager_state="set_state_failed",
+                                   failing=frozenset({"10.0.0.2", "10.0.0.3"})))
     _, s = scrape(stats)
     link = "kglb:data_plane:link_address"
     assert value(s, link, address="10.0.0.3", state="alive") == 0
@@ -158,6 +159,23 @@ def test_link_address_failures_after_a_failed_apply():
     assert value(s, link, address="10.0.0.2", state="delete_failed") == 1
     assert value(s, link, address="10.0.0.1", state="add_failed") == 0
     assert value(s, "kglb:control_plane:availability", initialized="true") == 0
+
+
+def test_an_added_address_of_a_failing_balancer_is_alive_not_add_failed():
+    # issue 14, problem 2: the address was added, then the group's announce failed.
+    stats = snapshot()
+    added = LinkAddress(address="10.0.0.3")
+    desired = replace(stats.writer.applied, addresses=(*stats.writer.applied.addresses, added))
+    writer = replace(stats.writer, manager_state="set_state_failed",
+                     addresses=stats.writer.addresses | {added},
+                     owned=replace(stats.writer.owned,
+                                   addresses=stats.writer.owned.addresses | {added}),
+                     failing=frozenset({"10.0.0.3"}))
+    _, s = scrape(replace(stats, desired=desired, writer=writer))
+    link = "kglb:data_plane:link_address"
+    assert value(s, link, address="10.0.0.3", state="alive") == 1
+    assert value(s, link, address="10.0.0.3", state="add_failed") == 0
+    assert value(s, link, address="10.0.0.1", state="add_failed") == 0
 
 
 def test_empty_snapshot_before_anything_ran():

@@ -163,3 +163,16 @@ def test_plan_main_bad_config(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(_cmd_plan.logs, "configure", lambda **kw: None)  # process-wide
     assert _cmd_plan.main(args) == 3  # ExitCode.CONFIG
     assert capsys.readouterr().err
+
+
+async def test_plan_command_writes_nothing(tmp_path, capsys):
+    # issue 14, problem 4 ("the same for plan"): plan only reads the kernel and the record.
+    path = tmp_path / "owned.json"
+    save_owned(path, Owned(services=frozenset({ServiceKey.tcp("10.0.0.5", 80)})))
+    (tmp_path / ".owned.json.partial").write_text("{")  # a crashed writer's half record
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    dp = MemoryDataPlane()
+    await _cmd_plan.print_plan(load(CONFIG), str(path), lambda links: dp)
+    assert capsys.readouterr().out
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()} == before
+    assert dp.applied == [] and dp.attempts == {}

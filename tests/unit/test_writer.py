@@ -182,16 +182,22 @@ async def test_persistent_failure_gives_up_then_the_timer_retries(harness, autoj
     assert h.stats.drift_repairs == 0  # a retry, not drift
 
 
-async def test_withdrawal_waits_the_hold_time_before_other_changes(harness, autojump_clock):
+async def test_a_withdrawal_holds_only_the_deletions_under_its_route(harness, autojump_clock):
+    # issue 14, problem 3: the hold used to stop the whole writer for holdTimeMs.
     h = await harness()
     await h.put(desired(1000, routes=(ROUTE,)))
     h.log.clear()
     t0 = trio.current_time()
-    await h.put(desired(1000, key=ServiceKey.tcp("10.0.0.2", 80)))
-    assert h.log[0] == (t0, "WithdrawRoute")
-    assert all(t == t0 + 5.0 for t, _ in h.log[1:])
-    assert [kind for _, kind in h.log[1:]] == ["AddService", "AddAddress", "AddReal",
-                                               "DeleteService", "DeleteAddress"]
+    await h.send.send(desired(1000, key=ServiceKey.tcp("10.0.0.2", 80)))
+    await trio.sleep(0.01)
+    assert h.log == [(t0, "WithdrawRoute"), (t0, "AddService"), (t0, "AddAddress"),
+                     (t0, "AddReal")]
+    assert h.stats.held == {ROUTE}
+    await trio.sleep(4.89)
+    assert len(h.log) == 4  # the old VIP still takes the traffic that is draining
+    await trio.sleep(0.2)
+    assert h.log[4:] == [(t0 + 5.0, "DeleteService"), (t0 + 5.0, "DeleteAddress")]
+    assert h.stats.held == frozenset()
 
 
 async def test_graceful_shutdown_withdraws_waits_and_deletes_only_owned(harness, autojump_clock):
@@ -249,8 +255,16 @@ async def test_restart_adopts_with_zero_operations(harness, lose_record, autojum
     assert [r.weight for r in first.dp.state.services[0].reals] == [700, 300]
     owned = load_owned(second.path)
     assert owned.services == {VIP}
-    # a VIP we did not add (the record was lost) is not ours to remove
-    assert owned.addresses == (frozenset() if lose_record else {ADDR})
+    # the VIP we added carries the kernel's mark: ours even when the record is lost
+    assert owned.addresses == {ADDR}
+
+
+async def test_a_vip_someone_else_added_is_never_ours(harness, autojump_clock):
+    h = await harness(dp=MemoryDataPlane(DataPlaneState(addresses=(ADDR,))))
+    await h.put(desired(1000))
+    assert h.stats.owned.addresses == frozenset()
+    await h.close()
+    assert h.dp.state.addresses == (ADDR,)
 
 
 async def test_restart_after_a_crash_removes_what_is_no_longer_desired(harness, autojump_clock):
