@@ -66,9 +66,10 @@ def main(args) -> int:
         return ExitCode.CONFIG
     for warning in config.warnings:
         log.warning("config", warning=warning)
-    if not args.dry_run and not _preflight(config):
+    remote = args.privsep_fd is not None  # the unprivileged side of --privsep
+    if not args.dry_run and not remote and not _preflight(config):
         return ExitCode.HOST
-    if not args.dry_run and (problem := _state_file_problem(args.state_file)):
+    if not args.dry_run and not remote and (problem := _state_file_problem(args.state_file)):
         print(f"kglb-trio: {problem}", file=sys.stderr)
         return ExitCode.HOST
     if args.dry_run:
@@ -78,6 +79,12 @@ def main(args) -> int:
     except ValueError as exc:
         print(f"kglb-trio: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    if remote:
+        speaker = None  # the writer process holds BIRD
+    elif args.privsep:
+        from . import writer_process
+
+        return writer_process.main(args, config, speaker, _dataplane(args, config))
     try:
         return trio.run(_run, args, config, speaker)
     except BaseExceptionGroup as group:
@@ -154,6 +161,11 @@ async def _run(args, config: Config, speaker) -> int:
                 def resize(new: Config) -> None:  # a reload sizes the workers as a start
                     prober.set_workers(_probe_workers(args.probe_workers, new))
                 stopped = trio.Event()
+                writer = None
+                if args.privsep_fd is not None:
+                    from .writer_proxy import connect
+
+                    writer, speaker = connect(args.privsep_fd, on_lost=force)
 
                 async def control_plane(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
                     await run_kglb(
@@ -161,7 +173,7 @@ async def _run(args, config: Config, speaker) -> int:
                         ownership_path=None if args.dry_run else args.state_file,
                         keep_on_exit=args.keep_on_exit, budget=budget,
                         on_apply=_print_operations if args.dry_run else None,
-                        task_status=task_status)
+                        writer=writer, task_status=task_status)
                     stopped.set()
 
                 late.handle = await nursery.start(control_plane)
@@ -238,7 +250,7 @@ async def _notify_ready(handle: KglbHandle) -> None:
 
 
 def _dataplane(args, config: Config):
-    if args.dry_run:
+    if args.dry_run or args.privsep_fd is not None:
         return MemoryDataPlane()
     try:
         from .dataplane.ipvs import IpvsDataPlane

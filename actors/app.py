@@ -58,7 +58,7 @@ from kglb.config import Config
 
 from .dataplane import MemoryDataPlane
 from .discovery import SourceStatus
-from .drain import DrainCounters, reading_of
+from .drain import DRAIN_COUNTERS_INTERVAL, DrainCounters, reading_of
 from .generator import COALESCE
 from .metrics import CheckTally
 from .probes import Prober, ProberStatistics
@@ -167,6 +167,14 @@ class KglbHandle:
         self._plane.stop()
 
 
+def writer_settings(config: Config) -> dict:
+    """Writer arguments that follow from the config, for the --privsep writer process
+    (an in-process writer's drains have counters read on demand: DrainCounters)."""
+    # Drains there end on the counters the writer reads: read them often then.
+    drains = any(b.lifecycle.drain_timeout_ms for b in config.balancers)
+    return {"counters_interval": DRAIN_COUNTERS_INTERVAL} if drains else {}
+
+
 async def run_kglb(
     config: Config,
     *,
@@ -181,12 +189,15 @@ async def run_kglb(
     policy: RestartPolicy = RestartPolicy(),
     budget: RestartBudget | None = None,
     coalesce: float = COALESCE,
+    writer=None,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the control plane for ``config``; see the module docstring.
 
     ``on_apply`` sees every applied batch of operations (``--dry-run`` prints
     them); ``resolve``, ``policy`` and ``coalesce`` are for tests and tuning.
+    ``writer``: something with Writer's face (``run``, ``statistics``) to use
+    instead of an in-process Writer, e.g. ``actors.writer_proxy.WriterProxy``.
     ``budget``: a RestartBudget shared with actors the caller runs (the
     status server); None = one for ``policy``.
     Raises ValueError for a config the loader should have refused (duplicate
@@ -199,11 +210,16 @@ async def run_kglb(
     with ExitStack() as stack:
         if ownership_path is None:
             ownership_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "owned.json"
-        writer = Writer(dataplane, speaker, ownership_path=ownership_path,
-                        keep_on_exit=keep_on_exit, on_apply=on_apply)
-        # Drains end on IPVS counters: read every second while a real drains,
-        # whatever config (first or reloaded) made it drain.
-        counters = DrainCounters(dataplane, also=reading_of(writer.statistics))
+        counters = None
+        if writer is None:
+            writer = Writer(dataplane, speaker, ownership_path=ownership_path,
+                            keep_on_exit=keep_on_exit, on_apply=on_apply)
+            # Drains end on IPVS counters: read every second while a real drains,
+            # whatever config (first or reloaded) made it drain.
+            counters = DrainCounters(dataplane, also=reading_of(writer.statistics))
+        # A writer elsewhere (--privsep) reads the counters itself, at the cadence
+        # writer_settings chose from the starting config; our data plane is not the kernel.
+        connections = counters.read if counters is not None else reading_of(writer.statistics)
         # One state in flight: the writer drains to the newest anyway, and a
         # generator blocked here just generates again from newer states. The
         # receive end is ours, not the writer's: it must outlive a writer crash.
@@ -212,7 +228,7 @@ async def run_kglb(
         budget = budget if budget is not None else RestartBudget(policy)
         plane = ControlPlane(config, prober=prober, send_desired=send_desired, resolve=resolve,
                              budget=budget, coalesce=coalesce,
-                             connections=counters.read,
+                             connections=connections,
                              drain_on_stop=not keep_on_exit)
 
         async with trio.open_nursery() as nursery:
@@ -220,7 +236,8 @@ async def run_kglb(
             # budget, which also counts its worker processes' exits.
             probing = Supervisor(nursery, policy, budget=budget)
             await probing.start("prober", prober.run, budget=budget)
-            await probing.start("drain counters", counters.run)
+            if counters is not None:
+                await probing.start("drain counters", counters.run)
             if hasattr(speaker, "run"):  # a real speaker polls its daemon (BIRD)
                 await nursery.start(speaker.run)
             # The writer has a supervisor of its own because it outlives the

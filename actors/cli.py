@@ -16,6 +16,7 @@ from .exit_codes import ExitCode
 
 DEFAULT_STATUS_ADDRESS = "127.0.0.1:5678"
 DEFAULT_STATE_FILE = "/run/kglb-trio/owned.json"
+DEFAULT_USER = "kglb-trio"
 
 
 COMMANDS = ("plan", "status")
@@ -113,6 +114,11 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-workers", type=_count, default=0, metavar="N",
                    help="shard probes over N worker processes (0: automatic)")
     p.add_argument("--watch-config", action="store_true", help="reload when the config file changes")
+    p.add_argument("--privsep", action="store_true",
+                   help="only a writer process keeps CAP_NET_ADMIN; the rest runs as --user")
+    p.add_argument("--user", default=DEFAULT_USER, metavar="NAME|UID[:GID]",
+                   help=f"the unprivileged side's user with --privsep (default {DEFAULT_USER})")
+    p.add_argument("--privsep-fd", type=int, help=argparse.SUPPRESS)  # the writer's socket
     bgp = p.add_argument_group("BGP (through a local BIRD 2; off unless a neighbor is given)")
     bgp.add_argument("--bgp-neighbor", action="append", default=[], metavar="ADDR[:ASN]",
                      type=_neighbor,
@@ -179,6 +185,7 @@ def _dispatch(argv: list[str]) -> int:
         return _cmd_check.main(args)
     from . import _cmd_run
 
+    args.argv = argv  # --privsep starts the unprivileged side with the same flags
     return _cmd_run.main(args)
 
 

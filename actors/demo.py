@@ -17,6 +17,9 @@ of the way in the config is reloaded without api's last real, which drains
 
 The table is redrawn every second for ``--duration`` seconds, then the
 control plane shuts down gracefully (draining every real) and the demo exits 0.
+The live status page is served on ``--status-address`` (127.0.0.1:5678,
+kglb's status port; another free port when that one is taken), and every
+frame prints its address.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import TextIO
 
 import trio
@@ -39,7 +43,7 @@ from ._cmd_status import render_table
 from ._demo_reals import DemoReal, run_demo_reals
 from .app import run_kglb
 from .dataplane import MemoryDataPlane
-from .http import run_http_server
+from .http import parse_address, run_http_server
 from .metrics import run_loop_lag_monitor
 from .status import status_document
 
@@ -116,6 +120,7 @@ class _Screen:
         self.clear = clear
         self.health: dict[tuple[str, str], bool] = {}
         self.changes: list[Change] = []
+        self.page = ""  # the status page's address, once it is served
 
     def draw(self, stats, *, elapsed: float, duration: float, mode: str) -> None:
         for b in stats.balancers:
@@ -129,7 +134,9 @@ class _Screen:
         reals = sum(len(b["reals"]) for b in doc["balancers"])
         up = sum(r["health"] == "up" for b in doc["balancers"] for r in b["reals"])
         lines = [f"kglb-trio demo: {reals} reals on loopback ({up} up), {mode} data plane, "
-                 f"{elapsed:.0f}s of {duration:.0f}s", "", render_table(doc), "recent changes:"]
+                 f"{elapsed:.0f}s of {duration:.0f}s",
+                 *([f"status page: {self.page}"] if self.page else []),
+                 "", render_table(doc), "recent changes:"]
         lines += [f"  {c.at:5.1f}s  {c.balancer:<6} {c.host:<12} {'up' if c.up else 'down'}"
                   for c in self.changes[-8:]] or ["  (none yet)"]
         self.out.write((CLEAR if self.clear else "\n") + "\n".join(lines) + "\n")
@@ -162,8 +169,7 @@ async def run_demo(*, duration: float = 30.0, refresh: float = 1.0, timing: Timi
             handle = await nursery.start(control_plane)
             if status_address:
                 lag = await nursery.start(run_loop_lag_monitor)
-                await nursery.start(lambda task_status: run_http_server(
-                    status_address, handle, loop_lag=lag, task_status=task_status))
+                screen.page = await _serve_status(nursery, status_address, handle, lag, out)
             mode = "kernel IPVS" if kernel else "in-memory"
             interrupted = trio.Event()
             nursery.start_soon(_first_signal, interrupted)
@@ -194,6 +200,20 @@ async def run_demo(*, duration: float = 30.0, refresh: float = 1.0, timing: Timi
     return screen.changes
 
 
+async def _serve_status(nursery, address: str, handle, lag, out: TextIO) -> str:
+    """Start the status server; the page's URL. A taken port is not worth failing
+    the demo for: another free port on the same host is used instead."""
+    start = partial(run_http_server, handle=handle, loop_lag=lag)
+    try:
+        host, port = await nursery.start(partial(start, address))
+    except OSError as exc:
+        host = parse_address(address)[0] or "127.0.0.1"
+        out.write(f"demo: status address {address} unavailable ({exc.strerror}); "
+                  "using another port\n")
+        host, port = await nursery.start(partial(start, f"[{host}]:0"))
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
 async def _first_signal(interrupted: trio.Event) -> None:
     """Ctrl-C or SIGTERM ends the demo the graceful way: in kernel mode it removes
     its services and VIP. A second one raises KeyboardInterrupt as usual."""
@@ -220,8 +240,9 @@ def main(argv: list[str] | None = None) -> int:
                         "data plane; auto (default): kernel where possible, else memory")
     p.add_argument("--kernel", dest="dataplane", action="store_const", const="kernel",
                    help="same as --dataplane kernel")
-    p.add_argument("--status-address", metavar="HOST:PORT",
-                   help="also serve /stats, /metrics and /status there during the demo")
+    p.add_argument("--status-address", metavar="HOST:PORT", default="127.0.0.1:5678",
+                   help="serve the status page (/) and /stats, /metrics, /status there during "
+                        "the demo (default 127.0.0.1:5678; '' for none)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     args = p.parse_args(argv)
     problem = _kernel_problem()

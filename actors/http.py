@@ -2,7 +2,8 @@
 
 Routes (GET or HEAD): ``/stats`` and ``/metrics`` (Prometheus text, or
 OpenMetrics when the scraper's Accept asks for it), ``/status`` (JSON, see
-actors.status), ``/healthz`` ("ok"). Anything else is 404, other methods 405.
+actors.status), ``/healthz`` ("ok"), ``/`` and ``/page.json`` (the live status
+page, see actors.status_page). Anything else is 404, other methods 405.
 One more route is one more entry in ``_Server.page``.
 
 Nothing a client does may stall the control plane or raise out of here:
@@ -39,7 +40,7 @@ import h11
 import structlog
 import trio
 
-from . import metrics, status
+from . import metrics, status, status_page
 from .scrape_cache import Page, SharedRender
 from .supervisor import RestartBudget, open_supervisor
 
@@ -173,14 +174,17 @@ class _Server:
                 if request is None:
                     return  # clean close between requests
                 connection.waiting_since = None
-                path = request.target.decode("latin-1").split("?", 1)[0]
+                path, _, query = request.target.decode("latin-1").partition("?")
                 method = request.method.decode("latin-1")
                 if method not in ("GET", "HEAD"):
                     await _respond(stream, conn, Page(code=405, content_type=TEXT,
                                                       body=b"method not allowed\n"),
                                    close=True, extra=[("allow", "GET, HEAD")])
                     return
-                page = await self.page(path, dict(request.headers).get(b"accept", b""))
+                if path in status_page.KINDS:
+                    page = await self.live_page(path, query)
+                else:
+                    page = await self.page(path, dict(request.headers).get(b"accept", b""))
                 await _respond(stream, conn, page, head_only=method == "HEAD")
             if scope.cancelled_caught:
                 log.info("http client timed out")
@@ -221,6 +225,23 @@ class _Server:
         body = await trio.to_thread.run_sync(
             lambda: status.status_json(stats, now=now, wall=wall), limiter=self.renderer)
         return Page(code=200, content_type="application/json", body=body)
+
+    async def live_page(self, path: str, query: str) -> Page:
+        """``/`` or ``/page.json``: the unfiltered page is shared like /status."""
+        kind, q = status_page.KINDS[path], status_page.parse_query(query)
+        if q:  # an operator's filter: rare, and not kept (one kept page per key)
+            return await self._live_page(kind, q)
+        return await self.pages.get(("page", kind), lambda: self._live_page(kind, ""))
+
+    async def _live_page(self, kind: str, query: str) -> Page:
+        stats, unavailable = self._statistics()
+        if unavailable:
+            return unavailable
+        now, wall = trio.current_time(), time.time()
+        body = await trio.to_thread.run_sync(
+            lambda: status_page.render(kind, stats, now=now, wall=wall, query=query),
+            limiter=self.renderer)
+        return Page(code=200, content_type=status_page.CONTENT_TYPES[kind], body=body)
 
     async def _metrics(self, openmetrics: bool) -> Page:
         stats, unavailable = self._statistics()

@@ -35,7 +35,7 @@ from kglb import DataPlaneState, Owned, ServiceFlag, ServiceState
 
 from .metrics import balancer_state
 
-__all__ = ["status_document", "status_json"]
+__all__ = ["balancer_status", "real_status", "status_document", "status_json", "writer_status"]
 
 VERSION = 1
 
@@ -78,30 +78,37 @@ def _source(source) -> dict | None:
             "held": source.held}
 
 
-def _balancer(b, route_decisions, now: float, wall: float, source=None) -> dict:
+def real_status(r, *, now: float, wall: float) -> dict:
+    """One real (a ``kglb.RealStatus``) as in the document's ``reals`` lists."""
+    since = None if r.since is None else wall - (now - r.since)
+    return {
+        "host": r.host,
+        "address": r.address,
+        "port": r.port,
+        "weight": r.weight,
+        "health": "up" if r.health.up else "down",
+        "count": r.health.count,
+        "passed": None if r.last is None else r.last.passed,
+        "reason": None if r.last is None else r.last.reason,
+        "latency_ms": None if r.last is None else round(r.last.latency * 1000, 3),
+        "since": _iso(since),
+        "since_seconds": None if r.since is None else round(now - r.since, 3),
+        "fwmark": r.fwmark,
+        # lifecycle (kglb.lifecycle): draining, suppressed, ramping, kept, up, down
+        "state": r.state or ("up" if r.health.up else "down"),
+        "connections": r.connections,
+        "drain_left_seconds": None if r.drain_left is None else round(r.drain_left, 3),
+        "flap_penalty": round(r.penalty, 3),
+    }
+
+
+def balancer_status(b, route_decisions, now: float, wall: float, source=None, *,
+                    reals: list[dict] | None = None) -> dict:
+    """One balancer as in the document (``source``: its discovery source's statistics);
+    ``reals`` replaces its list of every real (the status page lists a bounded selection)."""
     main = b.services[0] if b.services else None
-    reals = []
-    for r in b.reals:
-        since = None if r.since is None else wall - (now - r.since)
-        reals.append({
-            "host": r.host,
-            "address": r.address,
-            "port": r.port,
-            "weight": r.weight,
-            "health": "up" if r.health.up else "down",
-            "count": r.health.count,
-            "passed": None if r.last is None else r.last.passed,
-            "reason": None if r.last is None else r.last.reason,
-            "latency_ms": None if r.last is None else round(r.last.latency * 1000, 3),
-            "since": _iso(since),
-            "since_seconds": None if r.since is None else round(now - r.since, 3),
-            "fwmark": r.fwmark,
-            # lifecycle (kglb.lifecycle): draining, suppressed, ramping, kept, up, down
-            "state": r.state or ("up" if r.health.up else "down"),
-            "connections": r.connections,
-            "drain_left_seconds": None if r.drain_left is None else round(r.drain_left, 3),
-            "flap_penalty": round(r.penalty, 3),
-        })
+    if reals is None:
+        reals = [real_status(r, now=now, wall=wall) for r in b.reals]
     return {
         "name": b.name,
         "setup": b.setup_name,
@@ -135,6 +142,20 @@ def _applied(state: DataPlaneState | None, applied_wall: float | None, wall: flo
     }
 
 
+def writer_status(stats) -> dict:
+    """The document's ``writer`` object."""
+    writer = stats.writer
+    return {
+        "manager_state": writer.manager_state,
+        "operations": writer.operations,
+        "errors": {str(k): v for k, v in sorted(writer.errors_by_errno.items())},
+        "drift_repairs": writer.drift_repairs,
+        "last_apply_ms": round(writer.last_apply_duration * 1000, 3),
+        "bgp_session": stats.bgp_established,
+        "announced": sorted(r.prefix for r in writer.routes),
+    }
+
+
 def status_document(stats, *, now: float, wall: float) -> dict:
     """The status of one snapshot as JSON-able data (see the module docstring)."""
     writer = stats.writer
@@ -142,20 +163,12 @@ def status_document(stats, *, now: float, wall: float) -> dict:
         "version": VERSION,
         "generated_at": _iso(wall),
         "initialized": stats.desired is not None,
-        "balancers": [_balancer(b, stats.route_decisions, now, wall,
-                                stats.discovery.get(b.identity))
+        "balancers": [balancer_status(b, stats.route_decisions, now, wall,
+                                      stats.discovery.get(b.identity))
                       for b in stats.balancers],
         "applied": _applied(writer.applied, writer.applied_wall, wall),
         "in_sync": stats.desired is not None and writer.applied == stats.desired,
-        "writer": {
-            "manager_state": writer.manager_state,
-            "operations": writer.operations,
-            "errors": {str(k): v for k, v in sorted(writer.errors_by_errno.items())},
-            "drift_repairs": writer.drift_repairs,
-            "last_apply_ms": round(writer.last_apply_duration * 1000, 3),
-            "bgp_session": stats.bgp_established,
-            "announced": sorted(r.prefix for r in writer.routes),
-        },
+        "writer": writer_status(stats),
         "owned": _owned(writer.owned),
         "foreign": _owned(Owned(services=writer.foreign_services,
                                 addresses=writer.foreign_addresses)),

@@ -25,8 +25,12 @@ HARNESSES = {
                "serving /stats and /status of a 10k-real snapshot: event-loop stall"),
     "writer-crash": ("benchmarks.writer_crash",
                      "kill -9 at random instants of a first apply: leaks; a flip beside a hold"),
+    "privsep": ("benchmarks.privsep",
+                "what the writer's process boundary costs per desired state, beside plan()"),
     "status-load": ("benchmarks.status_load",
                     "/healthz, probing and RSS under 500 slowloris + 20 non-reading scrapers"),
+    "status-page": ("benchmarks.status_page",
+                    "the status page at 10k reals: size, render time, probes with 5 pages open"),
 }
 
 

@@ -4,6 +4,7 @@
 #   iproute2  network namespaces and veth pairs for the tests
 #   openssl   self-signed certificates for the https check tests
 #   etcd-server  a real etcd for the etcd discovery tests (also run inside the VM)
+#   chromium  headless browser of the status page test
 # The kernel VM's own packages (qemu, busybox, ipvsadm) are installed by
 # tools/ipvs-vm/run-in-ipvs-vm.sh. Without root or apt nothing is installed;
 # the tests that need a missing package then say so (and fail under CI=true).
@@ -13,6 +14,7 @@ command -v bird >/dev/null || want+=(bird2)
 command -v ip >/dev/null || want+=(iproute2)
 command -v openssl >/dev/null || want+=(openssl)
 command -v etcd >/dev/null || want+=(etcd-server)
+command -v chromium >/dev/null || want+=(chromium)
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     echo "debian-deps: not installing ${want[*]} (needs root and apt-get)" >&2

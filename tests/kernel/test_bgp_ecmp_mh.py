@@ -75,7 +75,7 @@ def fetch(lab: Lab, port: int) -> str:
     """The name of the real that answers the client's request from source port ``port``."""
     # 10 s: under software emulation on a busy host a first SYN can take seconds.
     return lab.run("cli", "curl", "-s", "--max-time", "10", "--local-port", str(port),
-                   f"http://{VIP}/").strip()
+                   f"http://{VIP}/", timeout=15).strip()
 
 
 async def test_two_balancers_announce_one_vip_and_agree_on_the_real_of_a_flow(lab):
@@ -102,6 +102,10 @@ async def test_two_balancers_announce_one_vip_and_agree_on_the_real_of_a_flow(la
     print(f"all reals up in both balancers after {trio.current_time() - started:.1f} s")
     # Force the client's traffic through one balancer, then the other.
     lab.run("rtr", "ip", "rule", "add", "iif", "cli", "lookup", "101", "pref", "100", check=True)
+    # Each source port is used twice (once per balancer). When curl happens to
+    # close first, its side of the first connection sits in TIME_WAIT and the
+    # second bind() to that port fails: the client keeps no TIME_WAIT sockets.
+    lab.run("cli", "sysctl", "-qw", "net.ipv4.tcp_max_tw_buckets=0", check=True)
     answers: dict[str, dict[int, str]] = {}
     # lb2 sees the flows in the opposite order, so that a scheduler with
     # memory (rr, lc...) could not agree by chance: only the hash decides.
