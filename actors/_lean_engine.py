@@ -27,7 +27,8 @@ Contract. ``add(probe)`` checks ``probe.target`` at once and then every
 ±``jitter``, the first within ±½. A check holds
 a token of ``probe.limiter`` (a trio.CapacityLimiter, shared with trio code:
 taken with ``acquire_on_behalf_of_nowait``); a probe whose limiter is full
-waits its turn here (FIFO). A start a whole interval or more after its due
+waits its turn here (FIFO); a task check that ends hands its token straight
+to the next task check waiting for it, in its own task. A start a whole interval or more after its due
 time counts the intervals as missed and restarts the schedule from now. Each
 result goes to ``on_result(probe, result, now)``; when that returns False the
 probe pauses until ``resume(probe)`` (backpressure). ``remove(probe)`` stops
@@ -280,12 +281,16 @@ class LeanEngine:
             self._run(entry, limiter, now)
         del self._waiting[limiter]
 
-    def _run(self, entry: _Entry, limiter, now: float) -> None:
+    def _claim(self, entry: _Entry, limiter, now: float) -> None:
+        """``entry``'s check starts now, holding a token of ``limiter``."""
         interval = entry.interval = entry.probe.interval
         self.missed += entry.start(now, interval)
         entry.limiter = limiter
         self.in_flight += 1
         self._budget -= 1
+
+    def _run(self, entry: _Entry, limiter, now: float) -> None:
+        self._claim(entry, limiter, now)
         if entry.plan is None:
             entry.conn = scope = trio.CancelScope()
             self._nursery.start_soon(self._task_check, entry, scope)
@@ -305,10 +310,50 @@ class LeanEngine:
         heapq.heappush(self._deadlines, (now + entry.plan.timeout, self._seq, entry, conn))
 
     async def _task_check(self, entry: _Entry, scope: trio.CancelScope) -> None:
-        with scope:  # cancelled by remove(): nothing is delivered
-            result = await self._check(entry.probe.target)
-            self._complete(entry, result, trio.current_time())
-            self._wake.set()  # a token came back, and the next due time is new
+        """Run ``entry``'s check; then, while task checks wait for its token, theirs.
+
+        Why the handover. A token given back here would wait for the engine's
+        next step to be taken again (one scheduling round to wake the engine,
+        one more for the task it starts): under a full limiter every check held
+        its token two rounds longer than it ran, and on a loaded host a round
+        is milliseconds. Here the next waiter starts in this task, at once.
+        """
+        while entry is not None:
+            with scope:  # cancelled by remove(): nothing is delivered
+                result = await self._check(entry.probe.target)
+            if entry.conn is not scope:  # removed meanwhile: its token is back
+                break
+            now = trio.current_time()
+            limiter = entry.limiter
+            self._complete(entry, result, now)
+            entry = self._hand_over(limiter, now)
+            if entry is not None:
+                scope = entry.conn = trio.CancelScope()
+        # The next due times are new, and lean checks may wait for a token.
+        self._wake.set()
+
+    def _hand_over(self, limiter, now: float) -> _Entry | None:
+        """The first task check waiting for ``limiter``, claimed with a token; or None
+        (nothing waits, the first waiter is a lean check, or the token went elsewhere)."""
+        queue = self._waiting.get(limiter)
+        while queue and queue[0].removed:
+            queue.popleft()
+        if not queue:
+            self._waiting.pop(limiter, None)
+            return None
+        entry = queue[0]
+        if entry.plan is not None:
+            return None  # the engine starts it at its next step
+        try:
+            limiter.acquire_on_behalf_of_nowait(entry)
+        except trio.WouldBlock:  # a trio task waiting on the limiter took it
+            return None
+        queue.popleft()
+        if not queue:
+            del self._waiting[limiter]
+        entry.waiting = False
+        self._claim(entry, limiter, now)
+        return entry
 
     def _end(self, entry: _Entry) -> None:
         """Close the check in flight and give its token back."""

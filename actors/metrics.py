@@ -75,8 +75,10 @@ __all__ = [
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-#: Check latency buckets (seconds): checks time out at 5 s by default.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Check latency buckets (seconds): checks time out at 5 s by default. The
+#: sub-millisecond ones are for loopback and same-rack reals (a tcp check on
+#: loopback takes ~0.1 ms: with 1 ms first, every check fell in one bucket).
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: Event-loop lag buckets (seconds): above ~10 ms something blocks the loop.
 #: Distinct reasons per balancer in ``reals_by_reason``; the rarest beyond are "other".
 MAX_REASONS = 16

@@ -24,9 +24,12 @@ echo "debian-deps: apt-get install ${want[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >&2 || echo "debian-deps: apt-get update failed (continuing)" >&2
 apt-get install -y -q --no-install-recommends "${want[@]}" >&2
-# The bird2 package starts a system BIRD; the tests run their own daemons.
+# The bird2 and etcd-server packages start system daemons; the tests run their own.
 if [[ " ${want[*]} " == *" bird2 "* ]]; then
     systemctl disable --now bird >/dev/null 2>&1 || true
+fi
+if [[ " ${want[*]} " == *" etcd-server "* ]]; then
+    systemctl disable --now etcd >/dev/null 2>&1 || true
 fi
 # Likewise etcd-server starts a system etcd on the default ports.
 if [[ " ${want[*]} " == *" etcd-server "* ]]; then

@@ -202,14 +202,14 @@ def test_tally_counts_and_buckets():
                                                          latency=5.0)), transitioned=True)
     assert (tally.passed, tally.failed, tally.transitions) == (0, 1, 1)
     assert tally.latency.cumulative()[-2:] == [("10.0", 1), ("+Inf", 1)]
-    assert tally.latency.cumulative()[0] == ("0.001", 0)
+    assert tally.latency.cumulative()[0] == ("0.0001", 0)
 
 
 def test_tally_counts_every_folded_check():
     folded = probe_result(CheckResult(passed=True, latency=0.0005), folded=(0.003, 20.0))
     tally = CheckTally().record(folded)
     assert (tally.passed, tally.failed, tally.transitions) == (3, 0, 0)
-    assert tally.latency.counts[0] == 1 and tally.latency.counts[2] == 1  # 0.0005, 0.003
+    assert tally.latency.counts[2] == 1 and tally.latency.counts[5] == 1  # 0.0005, 0.003
     assert tally.latency.counts[-1] == 1 and tally.latency.total == pytest.approx(20.0035)
     tally = tally.record(probe_result(CheckResult(passed=False, reason="timeout"),
                                       folded=(1.0,)))
@@ -231,6 +231,17 @@ async def test_loop_lag_monitor_sees_a_late_wake_up(mock_clock):
         assert value(s, "kglb_trio_event_loop_lag_seconds_bucket", le="0.25") == 0
         assert value(s, "kglb_trio_event_loop_lag_seconds_bucket", le="0.5") == 1
         nursery.cancel_scope.cancel()
+
+
+def test_check_latency_has_sub_millisecond_buckets():
+    # A loopback tcp check takes ~0.1 ms: it must not read as "under 1 ms" only.
+    results = [probe_result(CheckResult(passed=True, latency=latency))
+               for latency in (0.00008, 0.0002, 0.0004, 0.0009, 0.002)]
+    tally = CheckTally()
+    for result in results:
+        tally = tally.record(result)
+    assert tally.latency.cumulative()[:5] == [("0.0001", 1), ("0.00025", 2), ("0.0005", 3),
+                                              ("0.001", 4), ("0.0025", 5)]
 
 
 def test_histogram_keeps_counts_up_to_the_last_used_bucket():
