@@ -65,7 +65,7 @@ from kglb.config import Config
 
 from .dataplane import MemoryDataPlane
 from .discovery import SourceStatus
-from .drain import DRAIN_COUNTERS_INTERVAL, reading_of
+from .drain import DRAIN_COUNTERS_INTERVAL, DrainCounters, reading_of
 from .host_drain import HostDrain, RouteGate
 from .generator import COALESCE
 from .metrics import CheckTally
@@ -193,8 +193,9 @@ class KglbHandle:
 
 
 def writer_settings(config: Config) -> dict:
-    """Writer arguments that follow from the config (also for the --privsep writer process)."""
-    # Drains end on the counters the writer reads: read them often then.
+    """Writer arguments that follow from the config, for the --privsep writer process
+    (an in-process writer's drains have counters read on demand: DrainCounters)."""
+    # Drains there end on the counters the writer reads: read them often then.
     drains = any(b.lifecycle.drain_timeout_ms for b in config.balancers)
     return {"counters_interval": DRAIN_COUNTERS_INTERVAL} if drains else {}
 
@@ -235,10 +236,16 @@ async def run_kglb(
     with ExitStack() as stack:
         if ownership_path is None:
             ownership_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "owned.json"
+        counters = None
         if writer is None:
             writer = Writer(dataplane, speaker, ownership_path=ownership_path,
-                            keep_on_exit=keep_on_exit, on_apply=on_apply,
-                            **writer_settings(config))
+                            keep_on_exit=keep_on_exit, on_apply=on_apply)
+            # Drains end on IPVS counters: read every second while a real drains,
+            # whatever config (first or reloaded) made it drain.
+            counters = DrainCounters(dataplane, also=reading_of(writer.statistics))
+        # A writer elsewhere (--privsep) reads the counters itself, at the cadence
+        # writer_settings chose from the starting config; our data plane is not the kernel.
+        connections = counters.read if counters is not None else reading_of(writer.statistics)
         # One state in flight: the writer drains to the newest anyway, and a
         # generator blocked here just generates again from newer states. The
         # receive end is ours, not the writer's: it must outlive a writer crash.
@@ -252,7 +259,7 @@ async def run_kglb(
         budget = budget if budget is not None else RestartBudget(policy)
         plane = ControlPlane(config, prober=prober, send_desired=send_generated, resolve=resolve,
                              budget=budget, coalesce=coalesce,
-                             connections=reading_of(writer.statistics),
+                             connections=connections,
                              drain_on_stop=not keep_on_exit)
         daemons = SyncDaemons(sync_daemons if sync_daemons is not None else MemoryDaemons(),
                               record=daemons_path(ownership_path), desired=config.sync_daemons)
@@ -263,6 +270,8 @@ async def run_kglb(
             # budget, which also counts its worker processes' exits.
             probing = Supervisor(nursery, policy, budget=budget)
             await probing.start("prober", prober.run, budget=budget)
+            if counters is not None:
+                await probing.start("drain counters", counters.run)
             await nursery.start(daemons.run)
             await nursery.start(gate.run, receive_generated, send_desired)
             if hasattr(speaker, "run"):  # a real speaker polls its daemon (BIRD)

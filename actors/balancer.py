@@ -18,7 +18,7 @@ without the reals that are still being discovered.
 
 The lifecycle rules (:mod:`kglb.lifecycle`) change weights with time too: a
 timer task publishes again at the next slow start step, flap release or drain
-deadline, and polls ``connections`` (the IPVS counters the writer read last)
+deadline, and polls ``connections`` (the newest IPVS counters reading)
 while a real drains. A real that leaves the balancer with ``drainTimeoutMs``
 set moves to ``memory.draining`` and stays in the published state at weight 0
 until it is drained; one that comes back meanwhile is restored with its health.
@@ -350,7 +350,8 @@ class _Run:
                 await self.changed.wait()
             now = trio.current_time()
             self.release(now)
-            end_drains(self.memory, self.config, now, self.connections())
+            if self.memory.draining:  # asking for counters makes them read every second
+                end_drains(self.memory, self.config, now, self.connections())
             async with self.publishing:
                 await publish(self.memory, self.config, self.send)
 

@@ -11,7 +11,9 @@ cancellation leaves the data plane as it is.
 
 :class:`ControlPlane` runs the generator and, per BalancerConfig, a discovery
 actor feeding a balancer actor under a Supervisor, and applies a new config: removed
-balancers are stopped and leave the desired state at once, changed ones are
+balancers are stopped and leave the desired state at once (with ``drainTimeoutMs``:
+once their reals drained, route withdrawn first, see :func:`actors.drain.drain_leaving`;
+one that comes back meanwhile is restarted with its memory), changed ones are
 restarted with their memory (addresses, health, initial flag, fwmarks), so
 unchanged reals keep their health and nothing flaps; unchanged balancers are
 not touched.
@@ -23,7 +25,8 @@ import math
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import structlog
 import trio
@@ -36,7 +39,7 @@ from kglb.discovery import Endpoints
 
 from .balancer import BalancerMemory, run_balancer
 from .discovery import DiscoveryMemory, SourceStatus, run_discovery
-from .drain import Connections, drain_at_shutdown, no_connections
+from .drain import Connections, drain_at_shutdown, drain_leaving, no_connections
 from .generator import COALESCE, Expect, GeneratorMemory, run_generator
 from .resolver import Resolve, resolve_host
 
@@ -228,6 +231,7 @@ class ControlPlane:
     ) -> None:
         self.config = config
         self.configs: dict[str, BalancerConfig] = {}  # identity -> running config
+        self.leaving: dict[str, BalancerConfig] = {}  # removed, draining: identity -> its config
         self.memories: dict[str, BalancerMemory] = {}
         self.discoveries: dict[str, DiscoveryMemory] = {}
         self.generator = GeneratorMemory()
@@ -264,8 +268,10 @@ class ControlPlane:
             if self._drain_on_stop:
                 for identity in list(self.configs):
                     await supervisor.stop(identity)
-                await drain_at_shutdown(self.memories, self.configs, self._states_send,
-                                        self._connections)
+                for identity in list(self.leaving):
+                    await supervisor.stop(_leaving_name(identity))
+                await drain_at_shutdown(self.memories, {**self.configs, **self.leaving},
+                                        self._states_send, self._connections)
             supervisor.cancel_all()
         # Only on a graceful stop: the writer now withdraws and cleans up.
         self._send_desired.close()
@@ -294,7 +300,8 @@ class ControlPlane:
 
     def snapshots(self) -> tuple[BalancerState, ...]:
         """Every balancer as of now, in config order."""
-        return tuple(self.memories[i].snapshot(c) for i, c in self.configs.items()
+        every = {**self.configs, **self.leaving}  # removed ones while they drain, last
+        return tuple(self.memories[i].snapshot(c) for i, c in every.items()
                      if i in self.memories)
 
     def sources(self) -> dict[str, SourceStatus]:
@@ -314,16 +321,36 @@ class ControlPlane:
         new = {b.identity: b for b in config.balancers}
         removed = [i for i in old if i not in new]
         changed = [i for i in new if i in old and old[i] != new[i]]
-        added = [i for i in new if i not in old]
-        # Announce first: states of removed balancers leave at once.
-        await self._states_send.send(Expect(identities=tuple(new)))
+        added = [i for i in new if i not in old]  # a leaving one back keeps its memory
+        # A removed balancer drains unless a balancer of the new config has its
+        # service (two states of one service would make the desired state invalid).
+        keys = {b.key for b in config.balancers}
+        stays = {i: c for i, c in self.leaving.items() if i not in new and c.key not in keys}
+        # Without its route: withdrawn unless another balancer announces that
+        # prefix (a leaving one must not take a shared prefix down with it).
+        drains = {i: replace(old[i], bgp=None) for i in removed
+                  if old[i].lifecycle.drain_timeout_ms and old[i].key not in keys}
+        # Announce first: states of removed balancers leave at once, draining ones stay.
+        await self._states_send.send(Expect(identities=tuple(new) + tuple(stays) + tuple(drains)))
+        for identity in [i for i in self.leaving if i not in stays]:
+            await self._supervisor.stop(_leaving_name(identity))
+            del self.leaving[identity]
+            if identity not in new:
+                self._forget(identity)
+            else:  # back: discovery lists its reals again (drain_all emptied the memory's)
+                self.discoveries[identity] = DiscoveryMemory()
         for identity in removed + changed:
             await self._supervisor.stop(identity)
             await self._supervisor.stop(_discovery_name(identity))
         for identity in removed:
-            self.discoveries.pop(identity)
-            self.memories.pop(identity).release_fwmarks(self.fwmarks)
-            log.info("balancer removed", balancer=identity)
+            if identity in drains:
+                self.leaving[identity] = drains[identity]
+                await self._supervisor.start(
+                    _leaving_name(identity), drain_leaving, memory=self.memories[identity],
+                    config=drains[identity], send=self._states_send,
+                    connections=self._connections, left=partial(self._left, identity))
+            else:
+                self._forget(identity)
         self.configs = new
         async with trio.open_nursery() as nursery:
             for identity in changed + added:
@@ -333,6 +360,19 @@ class ControlPlane:
         if removed or changed or added:
             log.info("balancers updated", added=len(added), changed=len(changed),
                      removed=len(removed), unchanged=len(new) - len(added) - len(changed))
+
+    def _forget(self, identity: str) -> None:
+        self.discoveries.pop(identity)
+        self.memories.pop(identity).release_fwmarks(self.fwmarks)
+        log.info("balancer removed", balancer=identity)
+
+    async def _left(self, identity: str) -> None:
+        """A removed balancer drained: its state leaves now (called by its drain_leaving)."""
+        async with self._lock:
+            del self.leaving[identity]
+            await self._states_send.send(Expect(identities=tuple(self.configs)
+                                                + tuple(self.leaving)))
+            self._forget(identity)
 
     async def _start_balancer(self, config: BalancerConfig) -> None:
         assert self._supervisor is not None
@@ -351,3 +391,7 @@ class ControlPlane:
 
 def _discovery_name(identity: str) -> str:
     return f"discovery {identity}"
+
+
+def _leaving_name(identity: str) -> str:
+    return f"leaving {identity}"

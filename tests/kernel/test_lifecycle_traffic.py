@@ -171,6 +171,28 @@ async def test_a_drained_real_keeps_its_connection_and_goes_after_it_closes(topo
         handle.shutdown()
 
 
+async def test_a_removed_balancer_keeps_its_connections_until_they_close(topology, tmp_path):
+    # The drain comes with a reload (not the first config), then the whole
+    # balancer leaves: its service stays at weight 0 while the connection lives.
+    async with trio.open_nursery() as nursery:
+        handle = await start(nursery, config(), tmp_path)
+        await wait_weights({a: 1000 for a in REALS.values()})
+        assert await handle.reload(config(drain_timeout_ms=60_000)) == []
+        client = talker()
+        name = talk(client).split()[0]
+        assert await handle.reload(Config(balancers=())) == []
+        await wait_weights({REALS[name]: 0})  # the idle real went, the busy one drains
+        for i in range(3):
+            assert talk(client, f"ping{i}") == f"{name} ping{i}"
+            await trio.sleep(0.3)
+        client.stdin.close()
+        client.wait()
+        closed = trio.current_time()
+        await wait_weights({})  # then the service goes
+        assert trio.current_time() - closed < 8
+        handle.shutdown()
+
+
 async def test_a_connection_that_never_closes_is_cut_at_the_drain_timeout(topology, tmp_path):
     async with trio.open_nursery() as nursery:
         handle = await start(nursery, config(drain_timeout_ms=2500), tmp_path)

@@ -3,7 +3,9 @@
 Problems of issue 17, numbered as in its list: (1) a real leaving the config
 is deleted at once, connections and all; shutdown deletes everything at once;
 (2) a recovered real gets its full weight at once; (3) a flapping real flaps;
-(4) failed checks may depool every real but one.
+(4) failed checks may depool every real but one. Its follow-ups: (1a) the
+counters cadence was fixed by the starting config, so a drain added by reload
+ended up to 10 s late; (1b) a balancer removed as a whole was not drained.
 """
 
 import math
@@ -19,6 +21,7 @@ from actors.metrics import render_metrics
 from actors.status import status_document
 from actors.dataplane import MemoryDataPlane, RealCounters, ServiceCounters
 from actors.probes import Prober
+from actors.routes import MemorySpeaker
 from kglb import RealKey, ServiceKey
 from kglb.config import Config, FlapDamping, Lifecycle
 
@@ -44,8 +47,8 @@ def active(dataplane, **conns):
         for a, n in conns.items()))
 
 
-async def start(nursery, cfg, fake, **kwargs):
-    dataplane = MemoryDataPlane()
+async def start(nursery, cfg, fake, dataplane=None, **kwargs):
+    dataplane = MemoryDataPlane() if dataplane is None else dataplane
     handle = await nursery.start(partial(run_kglb, cfg, dataplane=dataplane,
                                          prober=Prober(check=fake, jitter=0), **kwargs))
     return handle, dataplane
@@ -124,6 +127,138 @@ async def test_without_drain_a_removed_real_goes_at_once(autojump_clock):
         await trio.sleep(0.1)
         assert weights(dataplane) == {"10.1.0.1": 1000, "10.1.0.2": 1000}
         handle.shutdown()
+
+
+async def test_drain_added_by_reload_reads_counters_every_second(autojump_clock):
+    # Follow-up 1: the counters cadence was decided from the starting config
+    # only; a reload adding drainTimeoutMs got the writer's 10 s reads.
+    async with trio.open_nursery() as nursery:
+        handle, dataplane = await start(nursery, config(), FakeCheck())
+        await trio.sleep(1.5)
+        assert await handle.reload(config(drain_timeout_ms=60_000)) == []
+        await trio.sleep(0.5)
+        active(dataplane, **{"10_1_0_3": 2})
+        assert await handle.reload(config(HOSTS[:2], drain_timeout_ms=60_000)) == []
+        await trio.sleep(2.5)
+        assert weights(dataplane)["10.1.0.3"] == 0
+        closed = trio.current_time()
+        active(dataplane, **{"10_1_0_3": 0})
+        while "10.1.0.3" in weights(dataplane):
+            await trio.sleep(0.1)
+        assert trio.current_time() - closed <= 2.0
+        handle.shutdown()
+
+
+class CountingDataPlane(MemoryDataPlane):
+    dumps = 0
+
+    async def counters(self):
+        self.dumps += 1
+        return await super().counters()
+
+
+async def test_counters_are_read_every_second_only_while_a_real_drains(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        handle, dataplane = await start(nursery, config(drain_timeout_ms=60_000), FakeCheck(),
+                                        CountingDataPlane())
+        await trio.sleep(60)
+        assert dataplane.dumps <= 7  # the writer's, every 10 s: nothing drains
+        active(dataplane, **{"10_1_0_3": 1})
+        await handle.reload(config(HOSTS[:2], drain_timeout_ms=60_000))
+        before = dataplane.dumps
+        await trio.sleep(20)
+        assert 20 <= dataplane.dumps - before <= 24
+        handle.shutdown()
+
+
+def two(first_hosts=HOSTS, **life):
+    """web (routed, 10.0.0.1) and other (10.0.0.2)."""
+    return Config(balancers=(
+        balancer_config(hosts=first_hosts, bgp_prefix="10.0.0.1", lifecycle=Lifecycle(**life)),
+        balancer_config("other", vip="10.0.0.2", hosts=HOSTS[:1])))
+
+
+def other_only():
+    return Config(balancers=two().balancers[1:])
+
+
+@pytest.mark.parametrize("close_at, timeout_ms, gone_within", [
+    (3.0, 60_000, (3.0, 5.0)),  # its last connection closes at 3 s
+    (None, 6000, (6.0, 6.7)),  # never closes: gone at the timeout
+])
+async def test_removed_balancer_withdraws_its_route_and_drains(
+        autojump_clock, close_at, timeout_ms, gone_within):
+    # Follow-up 2: a balancer removed as a whole left the desired state at once.
+    speaker = MemorySpeaker()
+    async with trio.open_nursery() as nursery:
+        handle, dataplane = await start(nursery, two(drain_timeout_ms=timeout_ms), FakeCheck(),
+                                        speaker=speaker)
+        await trio.sleep(1.5)
+        assert [r.prefix for r in await speaker.routes()] == ["10.0.0.1/32"]
+        active(dataplane, **{"10_1_0_1": 1, "10_1_0_2": 0, "10_1_0_3": 0})
+        removed = trio.current_time()
+        assert await handle.reload(other_only()) == []
+        await trio.sleep(0.1)
+        assert await speaker.routes() == frozenset()  # withdrawn first
+        assert weights(dataplane) == {"10.1.0.1": 0, "10.1.0.2": 0, "10.1.0.3": 0}
+        await trio.sleep(2)  # the idle reals are gone, the busy one drains, shown in status
+        assert weights(dataplane) == {"10.1.0.1": 0}
+        web = handle.statistics().balancers[-1]  # the leaving one comes last
+        assert web.name == "web" and [(r.host, r.state) for r in web.reals] == [
+            ("10.1.0.1", "draining")]
+        if close_at is not None:
+            await trio.sleep_until(removed + close_at)
+            active(dataplane, **{"10_1_0_1": 0})
+        while weights(dataplane) is not None:
+            await trio.sleep(0.1)
+        assert gone_within[0] <= trio.current_time() - removed <= gone_within[1]
+        assert [b.identity for b in handle.statistics().balancers] == [
+            b.identity for b in other_only().balancers]
+        handle.shutdown()
+
+
+async def test_removed_balancer_keeps_a_prefix_another_balancer_announces(autojump_clock):
+    # Routes of one prefix must all be announceable: the leaving balancer must not
+    # take its neighbour's route down while it drains.
+    speaker = MemorySpeaker()
+    https = balancer_config("https", port=443, hosts=HOSTS[:1], bgp_prefix="10.0.0.1")
+    both = Config(balancers=(*two(drain_timeout_ms=60_000).balancers[:1], https))
+    async with trio.open_nursery() as nursery:
+        handle, dataplane = await start(nursery, both, FakeCheck(), speaker=speaker)
+        await trio.sleep(1.5)
+        active(dataplane, **{"10_1_0_1": 1})
+        await handle.reload(Config(balancers=(https,)))
+        await trio.sleep(2)
+        assert weights(dataplane) == {"10.1.0.1": 0}
+        assert [r.prefix for r in await speaker.routes()] == ["10.0.0.1/32"]
+        handle.shutdown()
+
+
+async def test_removed_balancer_back_while_draining_is_restored(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        handle, dataplane = await start(nursery, two(drain_timeout_ms=60_000), FakeCheck())
+        await trio.sleep(1.5)
+        active(dataplane, **{"10_1_0_1": 1, "10_1_0_2": 1, "10_1_0_3": 1})
+        await handle.reload(other_only())
+        await trio.sleep(2)
+        assert weights(dataplane) == {"10.1.0.1": 0, "10.1.0.2": 0, "10.1.0.3": 0}
+        assert await handle.reload(two(drain_timeout_ms=60_000)) == []
+        await trio.sleep(0.5)  # no rise x interval: their health was kept
+        assert weights(dataplane) == {"10.1.0.1": 1000, "10.1.0.2": 1000, "10.1.0.3": 1000}
+        handle.shutdown()
+
+
+async def test_shutdown_while_a_removed_balancer_drains_ends_its_drain_too(autojump_clock):
+    async with trio.open_nursery() as nursery:
+        handle, dataplane = await start(nursery, two(drain_timeout_ms=4000), FakeCheck())
+        await trio.sleep(1.5)
+        active(dataplane, **{"10_1_0_1": 1})
+        began = trio.current_time()
+        await handle.reload(other_only())
+        await trio.sleep(1)
+        handle.shutdown()
+    assert dataplane.state.services == ()
+    assert 4.0 <= trio.current_time() - began <= 5.0
 
 
 @pytest.mark.parametrize("conns, timeout_ms, at_3s, within", [
