@@ -263,7 +263,7 @@ async def run_kglb(
                              drain_on_stop=not keep_on_exit)
         daemons = SyncDaemons(sync_daemons if sync_daemons is not None else MemoryDaemons(),
                               record=daemons_path(ownership_path), desired=config.sync_daemons)
-        drainer = HostDrain(gate, dataplane)
+        drainer = HostDrain(gate, connections)
 
         async with trio.open_nursery() as nursery:
             # An actor like the others: restarted after a crash, under the shared

@@ -28,6 +28,8 @@ import trio
 
 from kglb import DataPlaneState
 
+from .drain import Connections
+
 __all__ = ["IDLE", "HostDrain", "RouteGate"]
 
 log = structlog.get_logger()
@@ -80,13 +82,15 @@ class RouteGate:
 class HostDrain:
     """Runs the drain of the module docstring once it is requested.
 
-    ``handle`` is the ``KglbHandle`` (statistics, shutdown), ``dataplane`` is
-    read for its counters, ``gate`` withdraws the routes.
+    ``handle`` is the ``KglbHandle`` (statistics, shutdown), ``connections``
+    gives the newest IPVS counters with their time (``actors.drain``: read here
+    in one process, the writer's own readings under ``--privsep``), ``gate``
+    withdraws the routes.
     """
 
-    def __init__(self, gate: RouteGate, dataplane) -> None:
+    def __init__(self, gate: RouteGate, connections: Connections) -> None:
         self._gate = gate
-        self._dataplane = dataplane
+        self._connections = connections
         self._requested = trio.Event()
         self._timeout = 0.0
         self.state = "serving"  # then "withdrawing", "waiting hold", "draining", "stopping"
@@ -128,25 +132,28 @@ class HostDrain:
         return applied is None or bool(applied.routes)
 
     async def _wait_connections(self, handle) -> None:
-        idle_since = trio.current_time()
-        last_packets = None
+        # Idleness is measured between readings, not against our clock: under
+        # --privsep the writer's readings come every few seconds, and a reading
+        # that is merely old must not look like a flow that stopped.
+        # Only readings taken from now on count: an older one predates the
+        # withdrawal and may not show the flows that are still arriving.
+        began = trio.current_time()
+        last_read = idle_since = last_packets = None
         while True:
-            ours = {s.key for s in (handle.statistics().desired or DataPlaneState()).services}
-            try:
-                counters = await self._dataplane.counters()
-            except OSError as exc:
-                log.warning("drain: cannot read IPVS counters", error=str(exc))
-                counters = {}
-            active = sum(r.active_conns for key, c in counters.items() if key in ours for r in c.reals)
-            packets = sum(c.packets_in for key, c in counters.items() if key in ours)
-            now = trio.current_time()
-            if packets != last_packets:
-                last_packets, idle_since = packets, now
-            if active == 0:
-                log.info("drain: no active connection left")
-                return
-            if now - idle_since >= IDLE:
-                log.info("drain: no packet for a while, the flows went elsewhere",
-                         active=active, idle_seconds=IDLE)
-                return
+            read_at, counters = self._connections()
+            if read_at is not None and read_at >= began and read_at != last_read:
+                last_read = read_at
+                ours = {s.key for s in (handle.statistics().desired or DataPlaneState()).services}
+                active = sum(r.active_conns for key, c in counters.items() if key in ours
+                             for r in c.reals)
+                packets = sum(c.packets_in for key, c in counters.items() if key in ours)
+                if packets != last_packets:
+                    last_packets, idle_since = packets, read_at
+                if active == 0:
+                    log.info("drain: no active connection left")
+                    return
+                if read_at - idle_since >= IDLE:
+                    log.info("drain: no packet for a while, the flows went elsewhere",
+                             active=active, idle_seconds=IDLE)
+                    return
             await trio.sleep(POLL)

@@ -5,6 +5,7 @@ still send packets, and only then the graceful shutdown removes them.
 """
 
 from functools import partial
+from types import SimpleNamespace
 
 import pytest
 import trio
@@ -16,7 +17,7 @@ from actors.dataplane import MemoryDataPlane, RealCounters, ServiceCounters
 from actors.host_drain import RouteGate
 from actors.probes import Prober
 from actors.routes import MemorySpeaker
-from kglb import DataPlaneState, LinkAddress, Route, ServiceKey
+from kglb import DataPlaneState, LinkAddress, RealKey, Route, Service, ServiceKey
 from kglb.config import Config
 
 KEY = ServiceKey.tcp("10.0.0.1", 80)
@@ -140,3 +141,53 @@ async def test_gate_resends_the_latest_state_without_routes(autojump_clock, with
         await send_in.aclose()
         with pytest.raises(trio.EndOfChannel):  # closing the input ends the writer's
             await receive_out.receive()
+
+
+class _Handle:
+    """What HostDrain reads of a KglbHandle: the desired and applied states, shutdown."""
+
+    def __init__(self) -> None:
+        self.desired = DataPlaneState(services=(Service(key=KEY),))
+        self.stopped_at: float | None = None
+
+    def statistics(self):
+        writer = SimpleNamespace(applied=DataPlaneState())  # routes already withdrawn
+        return SimpleNamespace(writer=writer, desired=self.desired)
+
+    def shutdown(self) -> None:
+        self.stopped_at = trio.current_time()
+
+
+async def test_drain_judges_idleness_between_readings_not_by_their_age(autojump_clock):
+    # Under --privsep the counters are the writer's, read every few seconds (12 s
+    # here, longer than IDLE): a flow that
+    # keeps sending must not look idle because the newest reading is old, and
+    # a reading taken before the drain began must not end it.
+    readings = [(0.0, {})]  # before the drain: no connection at all
+
+    def connections():
+        return readings[-1]
+
+    async def writer_reads(until: float) -> None:
+        packets = 0
+        while True:
+            now = trio.current_time()
+            packets += 100 if now < until else 0
+            readings.append((now, {KEY: ServiceCounters(
+                key=KEY, packets_in=packets,
+                reals=(RealCounters(key=RealKey(address="10.1.0.2", port=80), active_conns=2),))}))
+            await trio.sleep(12)
+
+    handle, host_drain = _Handle(), drain.HostDrain(RouteGate(), connections)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(host_drain.run, handle)
+        await trio.sleep(1)
+        t0 = trio.current_time()
+        host_drain.request(timeout=300)
+        nursery.start_soon(writer_reads, t0 + 40)
+        while handle.stopped_at is None:
+            await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()  # the writer's readings go on forever
+    # readings at t0+0, 12, 24, 36 show packets; the one at t0+48 shows none new,
+    # 12 s >= IDLE after the last change: the drain ends there, not earlier
+    assert 48 <= handle.stopped_at - t0 <= 48 + drain.POLL
