@@ -5,6 +5,7 @@
 #   openssl   self-signed certificates for the https check tests
 #   etcd-server  a real etcd for the etcd discovery tests (also run inside the VM)
 #   chromium  headless browser of the status page test
+#   nginx-light  the reals of the benchmark harness's test (and of its figures)
 # The kernel VM's own packages (qemu, busybox, ipvsadm) are installed by
 # tools/ipvs-vm/run-in-ipvs-vm.sh. Without root or apt nothing is installed;
 # the tests that need a missing package then say so (and fail under CI=true).
@@ -15,6 +16,7 @@ command -v ip >/dev/null || want+=(iproute2)
 command -v openssl >/dev/null || want+=(openssl)
 command -v etcd >/dev/null || want+=(etcd-server)
 command -v chromium >/dev/null || want+=(chromium)
+command -v nginx >/dev/null || want+=(nginx-light)
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     echo "debian-deps: not installing ${want[*]} (needs root and apt-get)" >&2
@@ -24,14 +26,20 @@ echo "debian-deps: apt-get install ${want[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >&2 || echo "debian-deps: apt-get update failed (continuing)" >&2
 apt-get install -y -q --no-install-recommends "${want[@]}" >&2
-# The bird2 and etcd-server packages start system daemons; the tests run their own.
+# bird2, etcd-server and nginx-light start system daemons; the tests run their own.
 if [[ " ${want[*]} " == *" bird2 "* ]]; then
     systemctl disable --now bird >/dev/null 2>&1 || true
 fi
 if [[ " ${want[*]} " == *" etcd-server "* ]]; then
     systemctl disable --now etcd >/dev/null 2>&1 || true
 fi
+if [[ " ${want[*]} " == *" nginx-light "* ]]; then
+    systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
 # Likewise etcd-server starts a system etcd on the default ports.
 if [[ " ${want[*]} " == *" etcd-server "* ]]; then
     systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
+if [[ " ${want[*]} " == *" nginx-light "* ]]; then
+    systemctl disable --now nginx >/dev/null 2>&1 || true
 fi
