@@ -37,7 +37,7 @@ import structlog
 
 from kglb import Family, LinkAddress, Owned, Protocol, ServiceKey
 
-__all__ = ["load_owned", "remove_partial_records", "save_owned"]
+__all__ = ["load_owned", "remove_partial_records", "save_owned", "write_json_atomically"]
 
 _VERSION = 1
 log = structlog.get_logger("kglb_trio.ownership")
@@ -89,6 +89,16 @@ def save_owned(path: str | os.PathLike[str], owned: Owned) -> None:
         "services": [_service_dict(k) for k in sorted(owned.services)],
         "addresses": [{"link": a.link, "address": a.address} for a in sorted(owned.addresses)],
     }
+    write_json_atomically(target, data)
+
+
+def write_json_atomically(target: Path, data: object) -> None:
+    """Replace ``target`` with ``data`` as JSON: temporary file beside it, fsync, rename.
+
+    A crash at any instant leaves either the old file or the new one (a
+    leftover ``.name.*`` temporary is what ``remove_partial_records`` cleans).
+    Raises OSError.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "w") as f:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
@@ -37,6 +36,7 @@ from kglb import _ipvs_wire as wire
 from kglb.sync_daemons import SyncDaemon, SyncState, by_state, plan_daemons
 
 from .dataplane._ipvs_socket import IpvsSocket
+from .ownership import write_json_atomically
 
 __all__ = ["DaemonStatistics", "KernelDaemons", "MemoryDaemons", "SyncDaemons", "daemons_path"]
 
@@ -151,16 +151,7 @@ def save_daemons(path: Path, daemons: Iterable[SyncDaemon]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"version": 1, "daemons": [{"state": d.state.name, "interface": d.interface,
                                        "sync_id": d.sync_id} for d in sorted(daemons)]}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_json_atomically(path, data)
 
 
 @dataclass
