@@ -1,7 +1,8 @@
 """Sockets for checks: marked and bound connects, bounded reads, errno → reason.
 
-Every checker opens its connections here, so a tunnelled (fwmark) check is
-the same code path as a direct one: the mark and the source address are set
+Every checker opens its connections here (tcp and plain http in
+:func:`actors._lean_checks.open_check`, with the same options in the same
+order), so a tunnelled (fwmark) check is the same code path as a direct one: the mark and the source address are set
 BEFORE connect (a mark set afterwards would leave the SYN unmarked, see
 libraries.md §1), and the connection goes to the VIP of ``target.via``,
 where IPVS's per-real fwmark service steers it to exactly that real.
@@ -202,7 +203,10 @@ async def resolve(host: str, port: int) -> str:
     """An IP address for ``host`` (returned as is when it is one). Raises gaierror."""
     if is_ip(host):
         return host
-    infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError:  # not a valid name (an empty or 64+ character label)
+        raise socket.gaierror(socket.EAI_NONAME, f"{host!r} is not a host name") from None
     return infos[0][4][0]
 
 
