@@ -126,7 +126,7 @@ def _route_source(address: str) -> str | None:
     cached: a real with no route yet is asked again at its next check.
     """
     source = _route_sources.get(address)
-    if source is None:
+    if source is None and is_ip(address):  # a name (embedding only): the kernel picks
         probe = socket.socket(family_of(address), socket.SOCK_DGRAM)
         try:
             probe.connect((address, 9))

@@ -182,6 +182,16 @@ async def test_tunnelled_check_is_marked_bound_and_goes_to_the_vip(nursery, chec
         assert await peers.receive() == "127.0.0.3"
 
 
+@needs_mark
+async def test_a_tunnelled_real_named_by_a_host_name_is_checked(nursery):
+    """Its tunnel source cannot be routed to a name: the kernel picks one, and the
+    check reports what the VIP says (it raised ValueError out of both paths before)."""
+    target = ProbeTarget(address="localhost", port=1, check=TcpCheck(), fwmark=7,
+                         via=ServiceKey.tcp("127.0.0.1", closed_port("127.0.0.1")))
+    TUNNEL_SOURCES.set({})
+    assert (await both(nursery, target)).reason == "refused"
+
+
 class _FailedConnect:
     """A socket whose connect failed with ``code`` (as SO_ERROR reports it)."""
 

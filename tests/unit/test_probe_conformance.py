@@ -1,8 +1,9 @@
 """One verdict for the same bytes: every hostile real, every way a check runs.
 
-The modes: the bare checker (``run_check``), an in-process Prober (the lean
-engine for tcp and plain http, probe tasks for the rest) and a Prober with a
-worker process. Every http case runs twice: plain, and with
+The modes: the bare checker (``run_check``; for tcp and plain http the lean
+engine's state machine driven by trio), an in-process Prober (the lean engine
+for tcp and plain http, host names included, probe tasks for the rest) and a
+Prober with a worker process. Every http case runs twice: plain, and with
 ``followRedirects`` (before issue 15 the two took different code paths and
 disagreed). Each must give the table's reason, and a real that closes its
 connection must fail at once, never after the check's timeout.
