@@ -2,10 +2,11 @@
 
 Every checker opens its connections here (tcp and plain http in
 :func:`actors._lean_checks.open_check`, with the same options in the same
-order), so a tunnelled (fwmark) check is the same code path as a direct one: the mark and the source address are set
-BEFORE connect (a mark set afterwards would leave the SYN unmarked, see
-libraries.md §1), and the connection goes to the VIP of ``target.via``,
-where IPVS's per-real fwmark service steers it to exactly that real.
+order), so a tunnelled (fwmark) check is the same code path as a direct
+one: the mark and the source address are set BEFORE connect (a mark set
+afterwards would leave the SYN unmarked, see libraries.md §1), and the
+connection goes to the VIP of ``target.via``, where IPVS's per-real fwmark
+service steers it to exactly that real.
 
 Failures travel as exceptions inside a check and become a short countable
 reason exactly once, in :func:`measured`, the boundary of every check.
