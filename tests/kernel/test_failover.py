@@ -34,6 +34,7 @@ import sys
 import pytest
 import trio
 from _bgp_mh_lab import CLIENT, ECHO_PORT, LBS, PEERS, REALS, VIP, Lab
+from _unprivileged import IN_VM
 
 LONG = 12
 FIRST_PORT = 41001
@@ -176,6 +177,7 @@ async def test_mh_with_sloppy_tcp_keeps_connections_when_a_balancers_bird_stops(
     assert failed == [] and result["new_failed"] == [], result
     assert all(c["pings"] >= 20 for c in result["long"].values()), result
     assert lab.processes["kglb-lb1"].poll() is None, lab.logs()  # kglb-trio runs on
+    assert lab.separated("lb1") == IN_VM  # the default as root (one process outside the VM)
 
 
 async def test_sync_daemon_keeps_wrr_connections_when_a_balancer_dies(make_lab):
