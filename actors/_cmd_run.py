@@ -14,7 +14,8 @@ the kernel matches the first desired state, STOPPING=1 at shutdown, and
 watchdog pings. Exit status (``exit_codes``): OK after a graceful shutdown,
 FAILED after a forced exit or a crash beyond the restart intensity, CONFIG for
 a bad config, HOST for failed preflight checks, a status address that
-cannot be bound or an unprivileged user that does not exist, USAGE for a bad BGP setting.
+cannot be bound or an unprivileged user that does not exist or cannot start
+the unprivileged side, USAGE for a bad BGP setting.
 
 ``--dry-run`` runs on the in-memory data plane and prints every applied
 change. It never touches what a live instance beside it uses: its ownership
@@ -83,6 +84,10 @@ def main(args) -> int:
             return ExitCode.HOST
         if mode.note:
             log.warning(mode.note)
+        if mode.privsep and (problem := _run_mode.access_problem(mode.user, args.config)):
+            print(f"kglb-trio: the unprivileged side (user {mode.user}) {problem}; give it "
+                  "access, or pass --user NAME or --single-process", file=sys.stderr)
+            return ExitCode.HOST
         args.privsep, args.user = mode.privsep, mode.user
     if args.dry_run:
         _isolate_dry_run(args)

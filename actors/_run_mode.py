@@ -17,6 +17,7 @@ The rules, in order (README "Privilege separation"):
 6. Otherwise separated, as ``--user`` (default ``kglb-trio``). A user that
    does not exist stops the start with one line saying how to create it: a
    restart after ``useradd`` then works (exit code HOST, which systemd retries).
+   So does one that cannot exec Python or read the config (``access_problem``).
 
 ``choose`` is pure (the host's facts come in as arguments); ``for_host`` reads them.
 """
@@ -25,13 +26,15 @@ from __future__ import annotations
 
 import os
 import pwd
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .cli import DEFAULT_USER
 from .privileges import so_mark_needs_net_admin
 
-__all__ = ["CannotSeparate", "RunMode", "choose", "euid", "for_host", "user_exists"]
+__all__ = ["CannotSeparate", "RunMode", "access_problem", "choose", "euid", "for_host", "user_exists"]
 
 CREATE_USER = f"useradd --system --no-create-home --shell /usr/sbin/nologin {DEFAULT_USER}"
 
@@ -97,6 +100,34 @@ def choose(*, single_process: bool, privsep: bool, user: str | None, dry_run: bo
 
 def euid() -> int:
     return os.geteuid()
+
+
+def access_problem(user: str, config: str) -> str | None:
+    """Why ``user`` could not run the unprivileged side here, or None: it must exec this
+    Python, import kglb-trio and read the config (at start and on every reload). Found by
+    trying, as ``user`` with no supplementary group (as ``privileges.drop_to`` leaves it), so
+    permissions, ACLs and mount options all count; else the writer would restart a side that
+    cannot start, forever. Only root can try; for root itself there is nothing to find."""
+    from .privileges import user_ids
+
+    uid, gid = user_ids(user)
+    if os.geteuid() != 0 or uid == 0:
+        return None
+    probe = "import sys, actors.cli; open(sys.argv[1], 'rb').close()"
+    try:
+        done = subprocess.run([sys.executable, "-c", probe, config], user=uid, group=gid,
+                              extra_groups=[], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+    except PermissionError as e:
+        path = e.filename or sys.executable
+        real = os.path.realpath(path)
+        return f"cannot execute {path}{f' ({real})' if real != path else ''}: permission denied"
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # not a permission we can name; the writer's log will show what happens
+    if done.returncode == 0:
+        return None
+    last = (done.stderr.strip().splitlines() or ["exit status %d" % done.returncode])[-1]
+    return f"cannot start: {last}"
 
 
 def for_host(args, fwmarks: bool) -> RunMode:

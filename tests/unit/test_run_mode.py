@@ -8,6 +8,8 @@ nothing here needs root or starts a process.
 
 from __future__ import annotations
 
+import os
+import sys
 import types
 from pathlib import Path
 
@@ -18,7 +20,9 @@ from actors import _cmd_run, _run_mode, cli, writer_process
 from actors._run_mode import CREATE_USER, CannotSeparate, RunMode, choose
 from actors.exit_codes import ExitCode
 
-EXAMPLE = str(Path(__file__).parents[2] / "examples" / "example_config.json")
+ROOT = Path(__file__).parents[2]
+EXAMPLE = str(ROOT / "examples" / "example_config.json")
+SYSTEM_PYTHON = "/usr/bin/python3"
 NOT_ROOT = "not started as root: running in one process"
 OLD_KERNEL = "tunnelled checks (enableFwmarks) need CAP_NET_ADMIN for SO_MARK"
 
@@ -88,12 +92,13 @@ def test_numeric_users_need_no_passwd_entry():
 def host(monkeypatch, tmp_path):
     """A host that passes preflight, run as root, where only ``users`` exist; records how
     kglb-trio would have run instead of running it."""
-    facts = types.SimpleNamespace(euid=0, users={"nobody"}, started=[])
+    facts = types.SimpleNamespace(euid=0, users={"nobody"}, started=[], access=None)
     monkeypatch.setattr(_cmd_run.logs, "configure", lambda *args, **kwargs: None)
     monkeypatch.setattr(_cmd_run, "_preflight", lambda config: True)
     monkeypatch.setattr(_run_mode, "euid", lambda: facts.euid)
     monkeypatch.setattr(_run_mode, "user_exists", lambda name: name in facts.users)
     monkeypatch.setattr(_run_mode, "so_mark_needs_net_admin", lambda: False)
+    monkeypatch.setattr(_run_mode, "access_problem", lambda user, config: facts.access)
 
     def privsep(args, config, speaker, dataplane):
         facts.started.append(("privsep", args.user))
@@ -167,3 +172,28 @@ def test_contradicting_flags_are_a_usage_error(host, capsys, argv, says):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and says in err[0], err
     assert host.started == []
+
+
+def test_a_user_that_cannot_start_the_unprivileged_side_exits_in_one_line(host, capsys):
+    host.access = "cannot execute /opt/python: permission denied"
+    assert host.run("--user", "nobody") == ExitCode.HOST
+    assert host.started == []
+    assert capsys.readouterr().err == (
+        "kglb-trio: the unprivileged side (user nobody) cannot execute /opt/python: permission "
+        "denied; give it access, or pass --user NAME or --single-process\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="trying as another user takes root")
+def test_a_config_the_user_cannot_read_is_found_by_trying(tmp_path, monkeypatch):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    config = private / "config.json"
+    config.write_text("{}")
+    if Path(SYSTEM_PYTHON).exists():  # one every user may exec (a venv's may not be)
+        monkeypatch.setattr(sys, "executable", SYSTEM_PYTHON)
+    monkeypatch.chdir(ROOT)
+    problem = _run_mode.access_problem("65534", str(config))
+    # The config is named, unless this host keeps Python or the repository from other users.
+    assert problem is not None and (str(config) in problem or "execute" in problem
+                                    or "actors" in problem), problem
+    assert _run_mode.access_problem("0", str(config)) is None  # root: nothing to find
