@@ -90,8 +90,9 @@ async def test_two_balancers_announce_one_vip_and_agree_on_the_real_of_a_flow(la
         now = weights(lab, lb)
         return set(now) == set(REALS.values()) and all(now.values())
 
-    # Under TCG, two Python processes starting at once take most of this (~20 s).
-    await eventually(lab, two_paths, 120,
+    # Under TCG, two instances starting at once take most of this: 25-75 s as each
+    # separates privileges (writer, access check, drop, unprivileged side: four Pythons).
+    await eventually(lab, two_paths, 180,
                      "the router's kernel route to the VIP has both balancers as next hops")
     print(f"both paths at the router after {trio.current_time() - started:.1f} s")
     for lb in LBS:

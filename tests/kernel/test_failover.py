@@ -83,8 +83,9 @@ def all_up(lab: Lab, lb: str) -> bool:
 
 
 async def ready(lab: Lab) -> None:
-    # Under TCG, two Python processes starting at once take most of this.
-    await wait_for(lab, lambda: all(p in vip_route(lab) for p in TWO_PATHS), 150,
+    # Under TCG, two instances starting at once take most of this (each separating
+    # privileges starts four Pythons: writer, access check, drop, unprivileged side).
+    await wait_for(lab, lambda: all(p in vip_route(lab) for p in TWO_PATHS), 180,
                    "the router routes the VIP over both balancers")
     for lb in LBS:
         await wait_for(lab, lambda lb=lb: all_up(lab, lb), 60, f"{lb}'s echo reals are up")
