@@ -1,4 +1,4 @@
-"""Which way ``kglb-trio --config FILE`` runs: privilege-separated (the default as root) or one process.
+"""How ``kglb-trio --config FILE`` runs: privilege-separated (the default as root) or not.
 
 The rules, in order (README "Privilege separation"):
 
@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from .cli import DEFAULT_USER
 from .privileges import so_mark_needs_net_admin
 
-__all__ = ["CannotSeparate", "RunMode", "access_problem", "choose", "euid", "for_host", "user_exists"]
+__all__ = ["CannotSeparate", "RunMode", "access_problem", "choose", "euid", "for_host",
+           "user_exists"]
 
 CREATE_USER = f"useradd --system --no-create-home --shell /usr/sbin/nologin {DEFAULT_USER}"
 
