@@ -5,14 +5,13 @@ daemons, services and VIPs are per namespace, so the VM's other tests never
 see them), with the unprivileged side as uid 65534, which the kernel would
 refuse a daemon (EPERM). A MASTER daemon on a dummy link must run while
 kglb-trio runs, show in ``/status`` with no refused request, and be gone after
-SIGTERM. As in test_privsep_kernel, /root is opened to other users inside the
-VM's overlay only.
+SIGTERM. As in the other kernel tests, Python and the test's folder are opened to
+that user inside the VM's overlay only (``_unprivileged``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,11 +19,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from _unprivileged import IN_VM, unprivileged_flags
 from test_privsep_kernel import _wait
 
-IN_VM = os.environ.get("IPVSVM_GUEST") == "1"
 NS = "psyncd"
-USER = "65534"
 STATUS = "127.0.0.1:9181"
 
 pytestmark = pytest.mark.skipif(not IN_VM, reason="changes /root's mode: only inside the VM")
@@ -84,15 +82,13 @@ def _status() -> dict | None:
 
 
 def test_the_writer_process_keeps_the_sync_daemons(netns):
-    os.chmod("/root", 0o755)  # the VM's overlay: the unprivileged user must exec Python
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "actors", "kglb"], check=False)
     directory = Path(tempfile.mkdtemp(prefix="kglb-privsep-daemons-"))
-    directory.chmod(0o755)
+    flags = unprivileged_flags(directory)  # --user 65534, which may exec Python and read these
     log = directory / "kglb.log"
     with log.open("w") as f:
         kglb = subprocess.Popen(
             ["ip", "netns", "exec", NS, sys.executable, "-m", "actors.cli",
-             "--config", str(_config(directory)), "--privsep", "--user", USER,
+             "--config", str(_config(directory)), "--privsep", *flags,
              "--state-file", str(directory / "owned.json"), "--status-address", STATUS,
              "--log-format", "console"],
             stdout=f, stderr=subprocess.STDOUT)
