@@ -510,8 +510,8 @@ def _privsep(writer) -> Iterator[Metric]:
     refusals = _Family("kglb_trio_privsep_refusals_total", "Frames and desired states the "
                        "writer process refused (the kernel unchanged), by reason.", "counter",
                        ("reason",))
-    for reason in (*REFUSAL_REASONS, *(r for r in writer.refused if r not in REFUSAL_REASONS)):
-        refusals.set(writer.refused.get(reason, 0), reason)
+    for reason, n in (dict.fromkeys(REFUSAL_REASONS, 0) | dict(writer.refused)).items():
+        refusals.set(n, reason)
     yield refusals.metric()
 
 

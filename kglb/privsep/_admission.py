@@ -16,9 +16,9 @@ could have produced:
 
 A state that breaks any rule is refused whole (the kernel keeps the last
 admitted one), and every problem is named, with one of four countable reasons
-(``ADMISSION_REASONS``): what kind of object the config does not allow. Foreign kernel objects stay out of
-reach twice: they are not in the config, and the writer's ownership rules
-never touch what it did not create.
+(``ADMISSION_REASONS``): what kind of object the config does not allow.
+Foreign kernel objects stay out of reach twice: they are not in the config,
+and the writer's ownership rules never touch what it did not create.
 """
 
 from __future__ import annotations
