@@ -11,11 +11,13 @@ tunnel would be refused: a real marked up was checked through the VIP.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -118,6 +120,12 @@ def test_tunnelled_checks_work_with_only_net_raw_on_the_unprivileged_side(reals)
             assert _uid(pid) == [USER] * 4, pid
             assert capabilities(pid) == 1 << CAP_NET_RAW, (pid, hex(capabilities(pid)))
             assert capabilities(pid, "CapPrm") == 1 << CAP_NET_RAW, pid
+
+        # The writer's refusal counts reach the unprivileged side's status port.
+        address = re.search(r"stats server listening\s+address=(\S+)", log.read_text())[1]
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
+            metrics = response.read().decode()
+        assert 'kglb_trio_privsep_refusals_total{reason="garbage"} 0.0' in metrics
 
         reals["kp-rs1"].kill()  # rs1's service stops: its tunnelled check fails
         reals["kp-rs1"].wait()
