@@ -5,12 +5,14 @@ from this process so that nothing is imported again under emulation), with one
 change: the program its unprivileged side execs, after dropping to the user
 with no capabilities, is a shim that hands its end of the socketpair to this
 test. The test is then what a compromised unprivileged side would be. It sends
-garbage, states naming a foreign service, a VIP and a service outside the
-config, settings other than the config's, then breaks the stream three ways
-(oversized, empty and truncated frames), each time on the connection of a new
-unprivileged side the writer started. Each input is refused, counted by
-reason in the writer's reports and logged; the writer keeps running, and the
-IPVS table and the addresses are byte-for-byte what they were.
+garbage, states naming a foreign service, a VIP, a service and a route outside
+the config, settings other than the config's, a message of no kind and an
+invalid state, then breaks the stream three ways (oversized, empty and
+truncated frames), each time on the connection of a new unprivileged side the
+writer started: every refusal reason the writer has, once. Each input is
+refused, counted by reason in the writer's reports and logged; the writer
+keeps running, and the IPVS table and the addresses are byte-for-byte what
+they were.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -38,11 +41,20 @@ from kglb import (
     LinkAddress,
     Real,
     RealKey,
+    Route,
     Service,
     ServiceKey,
     ServiceState,
 )
-from kglb.privsep import FrameReader, StateFrame, StopFrame, encode_frame, encode_to_writer
+from kglb.pb import privsep_pb2
+from kglb.privsep import (
+    REFUSAL_REASONS,
+    FrameReader,
+    StateFrame,
+    StopFrame,
+    encode_frame,
+    encode_to_writer,
+)
 
 IN_VM = os.environ.get("IPVSVM_GUEST") == "1"
 USER = "65534"
@@ -198,8 +210,16 @@ def test_hostile_frames_are_refused_counted_logged_and_the_kernel_is_unchanged()
         peer.send(StateFrame(sequence=3, state=_state(_service(VIP), vips=(VIP, "10.1.0.200"))))
         peer.send(StateFrame(sequence=4, state=_state(_service(VIP), _service("10.1.0.201"))))
         peer.send(StateFrame(sequence=5, state=_state(_service(VIP, scheduler="rr"))))
+        route = Route(prefix=f"{VIP}/32", local_asn=65001, peer_asn=65000)  # no BGP configured
+        peer.send(StateFrame(sequence=6, state=replace(_state(_service(VIP)), routes=(route,))))
+        peer.send_raw(encode_frame(b"\x18\x01"))  # a protobuf field of no message of ours
+        invalid = privsep_pb2.ToWriter()
+        invalid.desired.sequence = 7
+        invalid.desired.state.balancers.add()  # a balancer with no IPVS service
+        peer.send_raw(encode_frame(invalid.SerializeToString()))
         whole = {"garbage": 1, "service not allowed": 2, "address not allowed": 1,
-                 "settings not allowed": 1}
+                 "settings not allowed": 1, "route not allowed": 1, "unknown message": 1,
+                 "invalid state": 1}
         peer.wait_report(lambda r: r.stats.refused == whole)
         assert _kernel() == before
 
@@ -218,6 +238,7 @@ def test_hostile_frames_are_refused_counted_logged_and_the_kernel_is_unchanged()
             peer.wait_report(lambda r, counted=counted: r.stats.refused == counted)
             assert _kernel() == before, reason
         assert os.waitpid(pid, os.WNOHANG) == (0, 0), "the writer process exited"
+        assert set(counted) == set(REFUSAL_REASONS)  # every reason the writer has, once
         text = log.read_text()
         assert text.count("frame refused; the kernel is unchanged") == sum(counted.values())
         for reason in counted:
