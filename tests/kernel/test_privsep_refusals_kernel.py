@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from _unprivileged import IN_VM, unprivileged_flags
 
 import actors.cli
 import actors.dataplane.ipvs  # noqa: F401 (imported before the fork, as the writer needs it)
@@ -56,8 +57,6 @@ from kglb.privsep import (
     encode_to_writer,
 )
 
-IN_VM = os.environ.get("IPVSVM_GUEST") == "1"
-USER = "65534"
 VIP, PORT = "10.1.0.100", 80
 REALS = ("10.3.0.1", "10.3.0.2")
 FOREIGN = "10.96.0.1"  # a service of another tool (kube-proxy's look)
@@ -95,7 +94,7 @@ def _config(directory: Path) -> Path:
     return path
 
 
-def _start_writer(config: Path, state: Path, log: Path, listen: str) -> int:
+def _start_writer(config: Path, state: Path, log: Path, listen: str, flags: list[str]) -> int:
     """Fork kglb-trio --privsep (the writer process) with the shim as its unprivileged side."""
     pid = os.fork()
     if pid:
@@ -115,7 +114,7 @@ def _start_writer(config: Path, state: Path, log: Path, listen: str) -> int:
                     listen]
 
         actors.writer_process.unprivileged_argv = shim_argv
-        code = actors.cli.main(["--config", str(config), "--privsep", "--user", USER,
+        code = actors.cli.main(["--config", str(config), "--privsep", *flags,
                                 "--state-file", str(state), "--log-format", "console"])
     finally:
         os._exit(code)
@@ -182,9 +181,8 @@ def _kernel() -> tuple[str, str]:
 
 
 def test_hostile_frames_are_refused_counted_logged_and_the_kernel_is_unchanged():
-    os.chmod("/root", 0o755)  # the VM's overlay: the unprivileged user must exec Python
     directory = Path(tempfile.mkdtemp(prefix="kglb-refusals-"))
-    directory.chmod(0o755)
+    flags = unprivileged_flags(directory)  # the shim, as the user, execs Python and reaches us
     subprocess.run(f"ipvsadm -A -t {FOREIGN}:443 -s rr && "
                    f"ipvsadm -a -t {FOREIGN}:443 -r 10.2.0.1:6443 -m && "
                    f"ip addr add {FOREIGN_ADDRESS} dev lo", shell=True, check=True)
@@ -194,7 +192,7 @@ def test_hostile_frames_are_refused_counted_logged_and_the_kernel_is_unchanged()
     listener.bind(listen)
     os.chmod(listen, 0o777)  # the shim runs as the unprivileged user
     listener.listen(4)
-    pid = _start_writer(_config(directory), directory / "owned.json", log, listen)
+    pid = _start_writer(_config(directory), directory / "owned.json", log, listen, flags)
     try:
         peer = Peer.accept(listener)
         good = _state(_service(VIP))

@@ -1,4 +1,4 @@
-"""Tunnelled checks (enableFwmarks) under ``kglb-trio --privsep`` on a real kernel (issue 18).
+"""Tunnelled checks (enableFwmarks) under privilege separation on a real kernel (issue 18).
 
 With fwmarks the unprivileged side keeps CAP_NET_RAW (SO_MARK needs it since
 Linux 5.17) and nothing else; the writer alone holds CAP_NET_ADMIN. The lab is
@@ -10,7 +10,6 @@ tunnel would be refused: a real marked up was checked through the VIP.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
@@ -21,12 +20,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_privsep_kernel import USER, _descendants, _start, _wait
+from _unprivileged import IN_VM, USER
+from test_privsep_kernel import _descendants, _start, _wait
 from test_tunnelled_check import add_real, remove_reals, sh
 
 from actors.privileges import CAP_NET_ADMIN, CAP_NET_RAW, capabilities
 
-IN_VM = os.environ.get("IPVSVM_GUEST") == "1"
 VIP, PORT = "10.1.0.100", 80
 REALS = {"kp-rs1": ("10.2.1.1", "10.2.1.11"), "kp-rs2": ("10.2.2.1", "10.2.2.12")}
 
@@ -94,14 +93,11 @@ def _uid(pid: int) -> list[str]:
 
 
 def test_tunnelled_checks_work_with_only_net_raw_on_the_unprivileged_side(reals):
-    os.chmod("/root", 0o755)  # the VM's overlay: the unprivileged user must exec Python
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "actors", "kglb"], check=False)
     rs1, rs2 = (rs for _, rs in REALS.values())
     for rs in (rs1, rs2):  # a check not through the tunnel could not pass
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((rs, PORT), timeout=5).close()
     directory = Path(tempfile.mkdtemp(prefix="kglb-privsep-tunnel-"))
-    directory.chmod(0o755)
     log = directory / "kglb.log"
     writer = _start(_config(directory), log, directory / "owned.json")
     try:
