@@ -190,38 +190,47 @@ def run_once(mode: str, args, config_path: Path, control_path: str, pool: list[s
                                f"{args.startup_timeout} s; its log ends:\n{tail}")
         ready = time.monotonic() - started
         time.sleep(args.settle)
-        latencies, missed = [], 0
         cpu0, t0 = tree_cpu(proc.pid), time.monotonic()
-        for i in range(args.flips):
-            address, up = pool[(i // 2) % len(pool)], i % 2 == 1
-            flipped = control.command(f"{'up' if up else 'down'} {address}")
-            if flipped is None:
-                raise RuntimeError(f"the reals server refused to flip {address}")
-            if not ops.wait(lambda o: o.changed.get((address, up), 0.0) > flipped,
-                            5 * args.interval + 10):
-                missed += 1
-                control.command(f"up {address}")
-                ops.wait(lambda o: o.weights.get(address, 0) > 0, 5 * args.interval + 10)
-                continue
-            answered = control.command(f"answered {address}")
-            if answered is None:
-                missed += 1
-                continue
-            latencies.append(ops.changed[(address, up)] - answered)
+        flips, missed = _flip(ops, control, pool, args)
         cpu1, t1 = tree_cpu(proc.pid), time.monotonic()
     finally:
         control.close()
         _stop(proc)
     window = t1 - t0
     roles = _cpu_delta(cpu0, cpu1)
+    latencies = [seconds for _, seconds in flips]
     return {
-        "mode": mode, "ready_s": round(ready, 1), "flips": len(latencies), "missed": missed,
+        "mode": mode, "ready_s": round(ready, 1), "flips": len(flips), "missed": missed,
         "p50_ms": _ms(percentile(latencies, 50)), "p90_ms": _ms(percentile(latencies, 90)),
         "max_ms": _ms(max(latencies, default=None)), "window_s": round(window, 1),
         "cpu_per_s": round(sum(roles.values()) / window, 3),
         "cpu_per_s_by_process": {role: round(s / window, 3) for role, s in sorted(roles.items())},
-        "latencies_ms": [_ms(x) for x in latencies],
+        **{f"p50_{way}_ms": _ms(percentile([s for w, s in flips if w == way], 50))
+           for way in ("down", "up")},
+        "latencies_ms": [[way, _ms(seconds)] for way, seconds in flips],
     }
+
+
+def _flip(ops: OpsReader, control: Control, pool: list[str], args) -> tuple[list, int]:
+    """``args.flips`` flips, down then up, over ``pool``: ([(way, seconds)], missed)."""
+    flips, missed = [], 0
+    patience = 5 * args.interval + 10
+    for i in range(args.flips):
+        address, up = pool[(i // 2) % len(pool)], i % 2 == 1
+        flipped = control.command(f"{'up' if up else 'down'} {address}")
+        if flipped is None:
+            raise RuntimeError(f"the reals server refused to flip {address}")
+        if not ops.wait(lambda o: o.changed.get((address, up), 0.0) > flipped, patience):
+            missed += 1
+            control.command(f"up {address}")
+            ops.wait(lambda o: o.weights.get(address, 0) > 0, patience)
+            continue
+        answered = control.command(f"answered {address}")
+        if answered is None:
+            missed += 1
+            continue
+        flips.append(("up" if up else "down", ops.changed[(address, up)] - answered))
+    return flips, missed
 
 
 def _ms(seconds: float | None) -> float | None:

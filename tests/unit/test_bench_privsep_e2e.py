@@ -141,6 +141,8 @@ def test_a_toy_run_measures_both_modes(tmp_path):
         assert run["flips"] == 4 and run["missed"] == 0
         assert 0 < run["p50_ms"] <= run["p90_ms"] <= run["max_ms"] < 1000
         assert run["cpu_per_s"] > 0
+        assert [way for way, _ in run["latencies_ms"]] == ["down", "up"] * 2
+        assert run["p50_down_ms"] > 0 and run["p50_up_ms"] > 0
     assert set(runs[0]["cpu_per_s_by_process"]) <= {"kglb-trio", "probe worker"}
     assert {"writer process", "unprivileged side"} <= set(runs[1]["cpu_per_s_by_process"])
     assert "ratio" in done.stdout
