@@ -190,21 +190,32 @@ def run_once(mode: str, args, config_path: Path, control_path: str, pool: list[s
                                f"{args.startup_timeout} s; its log ends:\n{tail}")
         ready = time.monotonic() - started
         time.sleep(args.settle)
+        idle0, idle_t0 = tree_cpu(proc.pid), time.monotonic()
+        time.sleep(args.idle)
         cpu0, t0 = tree_cpu(proc.pid), time.monotonic()
         flips, missed = _flip(ops, control, pool, args)
         cpu1, t1 = tree_cpu(proc.pid), time.monotonic()
     finally:
         control.close()
         _stop(proc)
-    window = t1 - t0
-    roles = _cpu_delta(cpu0, cpu1)
+    window, idle_window = t1 - t0, t0 - idle_t0
+    roles, idle = _cpu_delta(cpu0, cpu1), _cpu_delta(idle0, cpu0)
     latencies = [seconds for _, seconds in flips]
+    # What a flip costs the control plane: its processes' CPU above their idle
+    # rate. Probe workers are left out: a check costs them the same either way.
+    control = sum(seconds for role, seconds in roles.items() if role != "probe worker")
+    control_idle = sum(seconds for role, seconds in idle.items() if role != "probe worker")
+    per_flip = (control - control_idle / idle_window * window) / max(1, len(flips))
     return {
         "mode": mode, "ready_s": round(ready, 1), "flips": len(flips), "missed": missed,
         "p50_ms": _ms(percentile(latencies, 50)), "p90_ms": _ms(percentile(latencies, 90)),
         "max_ms": _ms(max(latencies, default=None)), "window_s": round(window, 1),
         "cpu_per_s": round(sum(roles.values()) / window, 3),
         "cpu_per_s_by_process": {role: round(s / window, 3) for role, s in sorted(roles.items())},
+        "idle_cpu_per_s": round(sum(idle.values()) / idle_window, 3),
+        "idle_cpu_per_s_by_process": {role: round(s / idle_window, 3)
+                                      for role, s in sorted(idle.items())},
+        "control_cpu_ms_per_flip": round(per_flip * 1000, 2),
         **{f"p50_{way}_ms": _ms(percentile([s for w, s in flips if w == way], 50))
            for way in ("down", "up")},
         "latencies_ms": [[way, _ms(seconds)] for way, seconds in flips],
@@ -262,24 +273,35 @@ def _start_reals(addresses: list[str], port: int, workdir: Path) -> tuple[subpro
     return proc, control
 
 
+#: The summary's columns: (key of a run's figures, header).
+FIGURES = (("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"), ("cpu_per_s", "CPU s/s"),
+           ("idle_cpu_per_s", "idle CPU s/s"), ("control_cpu_ms_per_flip", "CPU ms/flip"))
+
+
 def summary(runs: list[dict], modes: list[str]) -> list[str]:
-    """Per mode: the median over runs of each figure, its range, and privsep/single ratios."""
+    """Per mode: the median over runs of each figure with its range, privsep/single
+    ratios of the medians, then the latencies of all runs' flips pooled."""
     def figure(mode: str, key: str) -> tuple[float, float, float]:
-        values = [r[key] for r in runs if r["mode"] == mode and r[key] is not None]
+        values = [r[key] for r in runs if r["mode"] == mode and r.get(key) is not None]
         return statistics.median(values), min(values), max(values)
 
-    lines = [f"{'mode':<8} {'runs':>4} {'p50 ms (range)':>22} {'p90 ms (range)':>22} "
-             f"{'CPU s/s (range)':>22}"]
+    lines = [f"{'mode':<8} {'runs':>4} " + " ".join(f"{h + ' (range)':>24}" for _, h in FIGURES)]
     medians = {}
     for mode in modes:
-        row = [figure(mode, key) for key in ("p50_ms", "p90_ms", "cpu_per_s")]
+        row = [figure(mode, key) for key, _ in FIGURES]
         medians[mode] = [m for m, _, _ in row]
-        cells = " ".join(f"{f'{m:.2f} ({lo:.2f}-{hi:.2f})':>22}" for m, lo, hi in row)
+        cells = " ".join(f"{f'{m:.3g} ({lo:.3g} to {hi:.3g})':>24}" for m, lo, hi in row)
         lines.append(f"{mode:<8} {sum(r['mode'] == mode for r in runs):>4} {cells}")
     if set(MODES) <= set(medians):
-        ratios = [p / s for p, s in zip(medians["privsep"], medians["single"])]
-        lines.append(f"{'ratio':<8} {'':>4} " + " ".join(f"{r:>22.2f}" for r in ratios)
+        ratios = [f"{p / s:.2f}" if s > 0 else "-" for p, s in zip(medians["privsep"],
+                                                                   medians["single"])]
+        lines.append(f"{'ratio':<8} {'':>4} " + " ".join(f"{r:>24}" for r in ratios)
                      + "   (privsep / single, medians)")
+    for mode in modes:
+        pooled = [x for r in runs if r["mode"] == mode for _, x in r.get("latencies_ms", ())]
+        if pooled:
+            lines.append(f"{mode} flips pooled: n {len(pooled)}, p50 {percentile(pooled, 50)} ms, "
+                         f"p90 {percentile(pooled, 90)} ms, max {max(pooled)} ms")
     return lines
 
 
@@ -299,6 +321,8 @@ def parser() -> argparse.ArgumentParser:
                    help="--privsep's --user [0: root with every capability dropped; this "
                         "machine's Python is under /root, which no other user can exec]")
     p.add_argument("--settle", type=float, default=5.0, help="pause after bring-up, s [5]")
+    p.add_argument("--idle", type=float, default=10.0,
+                   help="window without flips before the flips, for the idle CPU, s [10]")
     p.add_argument("--startup-timeout", type=float, default=300.0)
     p.add_argument("--port", type=int, default=18480, help="the HTTP reals' port [18480]")
     p.add_argument("--json", type=Path, help="also write every run's figures here")

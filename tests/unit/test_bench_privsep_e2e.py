@@ -117,21 +117,28 @@ def test_tree_cpu_covers_grandchildren():
         child.wait()
 
 
-def test_summary_gives_medians_ranges_and_ratios():
-    runs = [{"mode": "single", "p50_ms": 8.0, "p90_ms": 10.0, "cpu_per_s": 0.2},
-            {"mode": "single", "p50_ms": 10.0, "p90_ms": 14.0, "cpu_per_s": 0.4},
-            {"mode": "privsep", "p50_ms": 13.5, "p90_ms": 18.0, "cpu_per_s": 0.33}]
-    header, single, privsep, ratio = summary(runs, ["single", "privsep"])
-    assert single.split()[:3] == ["single", "2", "9.00"] and "(8.00-10.00)" in single
-    assert privsep.split()[:3] == ["privsep", "1", "13.50"]
-    assert ratio.split()[1:4] == ["1.50", "1.50", "1.10"]
+def test_summary_gives_medians_ranges_ratios_and_pooled_latencies():
+    def run(mode, p50, p90, cpu, latencies):
+        return {"mode": mode, "p50_ms": p50, "p90_ms": p90, "cpu_per_s": cpu,
+                "idle_cpu_per_s": cpu / 2, "control_cpu_ms_per_flip": cpu * 10,
+                "latencies_ms": [["down", x] for x in latencies]}
+
+    runs = [run("single", 8.0, 10.0, 0.2, [8.0, 10.0]), run("single", 10.0, 14.0, 0.4, [12.0]),
+            run("privsep", 13.5, 18.0, 0.33, [13.5])]
+    header, single, privsep, ratio, pooled_single, pooled_privsep = summary(runs, ["single", "privsep"])
+    assert "p50 ms" in header and "CPU ms/flip" in header
+    assert single.split()[:3] == ["single", "2", "9"] and "(8 to 10)" in single
+    assert privsep.split()[:3] == ["privsep", "1", "13.5"]
+    assert ratio.split()[1:6] == ["1.50", "1.50", "1.10", "1.10", "1.10"]
+    assert pooled_single == "single flips pooled: n 3, p50 10.0 ms, p90 12.0 ms, max 12.0 ms"
+    assert pooled_privsep.startswith("privsep flips pooled: n 1, p50 13.5 ms")
 
 
 def test_a_toy_run_measures_both_modes(tmp_path):
     out = tmp_path / "runs.json"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "privsep-e2e", "--reals", "20", "--pool", "10",
-         "--per-vip", "10", "--flips", "4", "--repeat", "1", "--interval", "0.2", "--settle", "0.5",
+         "--per-vip", "10", "--flips", "4", "--repeat", "1", "--interval", "0.2", "--settle", "0.5", "--idle", "0.5",
          "--port", str(_free_port()), "--json", str(out)],
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
@@ -143,6 +150,7 @@ def test_a_toy_run_measures_both_modes(tmp_path):
         assert run["cpu_per_s"] > 0
         assert [way for way, _ in run["latencies_ms"]] == ["down", "up"] * 2
         assert run["p50_down_ms"] > 0 and run["p50_up_ms"] > 0
+        assert run["idle_cpu_per_s"] > 0 and run["control_cpu_ms_per_flip"] is not None
     assert set(runs[0]["cpu_per_s_by_process"]) <= {"kglb-trio", "probe worker"}
     assert {"writer process", "unprivileged side"} <= set(runs[1]["cpu_per_s_by_process"])
     assert "ratio" in done.stdout
