@@ -3,7 +3,8 @@
 ``python -m benchmarks privsep-e2e --reals 10000`` runs the real ``kglb-trio``
 command twice per repetition, as separate processes, on the same config:
 
-* ``single``: ``kglb-trio --config F --dry-run`` (today's one process);
+* ``single``: ``kglb-trio --config F --dry-run --single-process`` (one process, as
+  before issue 18);
 * ``privsep``: ``kglb-trio --config F --dry-run --privsep --user U``: the
   writer process (``actors.writer_process``) starts the unprivileged side
   through ``actors.privileges`` (capabilities dropped, then ``actors.cli``
@@ -175,8 +176,8 @@ def run_once(mode: str, args, config_path: Path, control_path: str, pool: list[s
     cmd = [sys.executable, "-m", "actors.cli", "--config", str(config_path), "--dry-run",
            "--probe-workers", str(args.probe_workers), "--log-format", "json",
            "--log-level", "warning"]
-    if mode == "privsep":
-        cmd += ["--privsep", "--user", args.user]
+    # Explicit both ways: which mode a plain start picks depends on the user and flags.
+    cmd += ["--privsep", "--user", args.user] if mode == "privsep" else ["--single-process"]
     started = time.monotonic()
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, cwd=_ROOT,
