@@ -179,11 +179,12 @@ async def _run(args, config: Config, speaker) -> int:
                 def resize(new: Config) -> None:  # a reload sizes the workers as a start
                     prober.set_workers(_probe_workers(args.probe_workers, new))
                 stopped = trio.Event()
-                writer = None
+                writer = daemons = None
                 if args.privsep_fd is not None:
-                    from .writer_proxy import connect
+                    from .writer_proxy import RemoteDaemons, connect
 
                     writer, speaker = connect(args.privsep_fd, on_lost=force)
+                    daemons = RemoteDaemons(writer)  # the writer process programs them
 
                 async def control_plane(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
                     await run_kglb(
@@ -191,7 +192,8 @@ async def _run(args, config: Config, speaker) -> int:
                         ownership_path=None if args.dry_run else args.state_file,
                         keep_on_exit=args.keep_on_exit, budget=budget,
                         on_apply=_print_operations if args.dry_run else None,
-                        writer=writer, sync_daemons=_sync_daemons(args),
+                        writer=writer, daemons=daemons,
+                        sync_daemons=None if daemons else _sync_daemons(args),
                         task_status=task_status)
                     stopped.set()
 
@@ -216,8 +218,8 @@ def _drain(handle: KglbHandle | None, timeout: float) -> None:
 
 
 def _sync_daemons(args):
-    """The kernel's sync daemons; None (in memory) for a dry run. With --privsep this side
-    has no CAP_NET_ADMIN: the kernel refuses them (logged, counted, shown by status)."""
+    """The kernel's sync daemons; None (in memory) for a dry run. Under --privsep the
+    writer process uses this, never the unprivileged side (it has no CAP_NET_ADMIN)."""
     if args.dry_run:
         return None
     from .sync_daemons import KernelDaemons

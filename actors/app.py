@@ -29,6 +29,9 @@ ownership_path=None, keep_on_exit=False, ...)``:
 * ``keep_on_exit``: leave services, VIPs and routes in place at shutdown.
 * ``sync_daemons``: where the IPVS sync daemons of ``config.sync_daemons``
   run (``actors.sync_daemons.KernelDaemons``); None = an in-memory fake.
+  ``daemons``: the sync-daemon actor when it runs elsewhere, to show here
+  instead of running one (``actors.writer_proxy.RemoteDaemons``: the
+  --privsep writer process keeps them, as only it may program the kernel).
 
 ``handle.drain_host(timeout)`` withdraws every route, waits their hold time, lets
 the established connections end (at most ``timeout`` s), then shuts down
@@ -215,6 +218,7 @@ async def run_kglb(
     budget: RestartBudget | None = None,
     coalesce: float = COALESCE,
     sync_daemons=None,
+    daemons=None,
     writer=None,
     task_status=trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -261,8 +265,9 @@ async def run_kglb(
                              budget=budget, coalesce=coalesce,
                              connections=connections,
                              drain_on_stop=not keep_on_exit)
-        daemons = SyncDaemons(sync_daemons if sync_daemons is not None else MemoryDaemons(),
-                              record=daemons_path(ownership_path), desired=config.sync_daemons)
+        if daemons is None:
+            daemons = SyncDaemons(sync_daemons if sync_daemons is not None else MemoryDaemons(),
+                                  record=daemons_path(ownership_path), desired=config.sync_daemons)
         drainer = HostDrain(gate, connections)
 
         async with trio.open_nursery() as nursery:

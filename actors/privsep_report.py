@@ -6,6 +6,8 @@ The writer process sends a report whenever its statistics change (at most
 snapshot as with the writer in process. The applied state is not sent back:
 the report names its sequence number and the proxy keeps the states it sent.
 IPVS counters (one entry per real) go only when a new read of them was made.
+The sync daemons, which the writer process keeps too, travel as a
+``DaemonStatistics`` beside the writer's statistics.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from kglb import LinkAddress, Owned, RealKey, Route
-from kglb.pb import common_pb2, privsep_pb2
+from kglb.pb import common_pb2, config_pb2, privsep_pb2
 from kglb.privsep import ip_of, key_of, link_of, put_ip, put_key, put_link, put_route, route_of
+from kglb.sync_daemons import SyncDaemon, SyncState
 
 from .dataplane import RealCounters, ServiceCounters
+from .sync_daemons import DaemonStatistics
 from .writer import WriterStatistics
 
 __all__ = ["Report", "decode_report", "encode_report"]
@@ -31,10 +35,12 @@ class Report:
     applied_sequence: int = 0
     stopped: bool = False
     with_counters: bool = False
+    daemons: DaemonStatistics = DaemonStatistics()
 
 
 def encode_report(stats: WriterStatistics, *, applied_sequence: int, refused: dict[str, int],
-                  stopped: bool = False, with_counters: bool = False) -> bytes:
+                  stopped: bool = False, with_counters: bool = False,
+                  daemons: DaemonStatistics = DaemonStatistics()) -> bytes:
     out = privsep_pb2.FromWriter()
     r = out.report
     r.manager_state = str(stats.manager_state)
@@ -72,7 +78,28 @@ def encode_report(stats: WriterStatistics, *, applied_sequence: int, refused: di
                 _put_stats(rpb.stats, real)
                 rpb.stats.active_conns_count = real.active_conns
                 rpb.stats.inact_conns_count = real.inactive_conns
+    _put_daemons(r.sync_daemons, daemons)
     return out.SerializeToString()
+
+
+def _put_daemons(pb: privsep_pb2.SyncDaemonsReport, daemons: DaemonStatistics) -> None:
+    for field, items in ((pb.desired, daemons.desired), (pb.running, daemons.running),
+                         (pb.owned, daemons.owned), (pb.conflicts, daemons.conflicts)):
+        for d in items:
+            field.add(state=int(d.state), interface=d.interface, sync_id=d.sync_id)
+    pb.errors = daemons.errors
+    pb.last_error = daemons.last_error or ""
+
+
+def _daemons(pb: privsep_pb2.SyncDaemonsReport) -> DaemonStatistics:
+    """Raises ValueError for a daemon that cannot exist (no role, a bad link name)."""
+    def each(items: list[config_pb2.IpvsSyncDaemon]) -> tuple[SyncDaemon, ...]:
+        return tuple(SyncDaemon(state=SyncState(d.state), interface=d.interface,
+                                sync_id=d.sync_id) for d in items)
+
+    return DaemonStatistics(desired=each(pb.desired), running=each(pb.running),
+                            owned=each(pb.owned), conflicts=each(pb.conflicts),
+                            errors=pb.errors, last_error=pb.last_error or None)
 
 
 def _put_stats(pb: common_pb2.Stats, c) -> None:
@@ -110,7 +137,7 @@ def decode_report(payload: bytes) -> Report:
         session_established=r.session_established, counters=MappingProxyType(counters),
         refused=MappingProxyType(dict(r.refused)))
     return Report(stats=stats, applied_sequence=r.applied_sequence, stopped=r.stopped,
-                  with_counters=bool(r.counters))
+                  with_counters=bool(r.counters), daemons=_daemons(r.sync_daemons))
 
 
 def _counts(pb: common_pb2.Stats) -> dict[str, int]:

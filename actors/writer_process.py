@@ -22,6 +22,13 @@ the unprivileged side exits at once, and systemd restarts the unit
 address marks) with zero operations when nothing changed. A bug in the writer
 (an exception) restarts ``Writer.run`` in this process, as in one-process mode.
 
+The IPVS sync daemons need CAP_NET_ADMIN too, so this process runs the
+sync-daemon actor, on the config it read itself (and re-reads on SIGHUP),
+exactly as one-process mode does: started before the first apply, repaired
+every 30 s, recorded ahead beside the state file, its own stopped after the
+writer's graceful shutdown. Its statistics ride in the reports, so the
+unprivileged side's status shows them; that side runs no daemon actor.
+
 Signals go to this process: SIGTERM and friends are passed to the
 unprivileged side, which shuts down and sends a ``StopFrame``; the writer then
 withdraws, holds and removes what it owns (unless ``--keep-on-exit``). SIGHUP
@@ -57,7 +64,7 @@ from kglb.config import Config, ConfigError
 from kglb.privsep import allowed_by
 
 from . import sdnotify
-from ._cmd_run import _print_operations
+from ._cmd_run import _print_operations, _sync_daemons
 from .app import writer_settings
 from .config_file import read_config
 from .exit_codes import ExitCode
@@ -65,6 +72,7 @@ from .gc_policy import settle_gc
 from .privileges import so_mark_needs_net_admin
 from .signals import run_signal_handler
 from .supervisor import RestartBudget, open_supervisor
+from .sync_daemons import MemoryDaemons, SyncDaemons, daemons_path
 from .writer import Writer
 from .writer_server import WriterServer
 
@@ -151,16 +159,19 @@ class _Keeper:
 async def _run(args, config: Config, speaker, dataplane) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         # A dry run keeps its record to itself (and prints what it would change).
+        ownership = Path(scratch) / "owned.json" if args.dry_run else args.state_file
         writer = Writer(dataplane, speaker,
-                        ownership_path=Path(scratch) / "owned.json" if args.dry_run
-                        else args.state_file, keep_on_exit=args.keep_on_exit,
+                        ownership_path=ownership, keep_on_exit=args.keep_on_exit,
                         on_apply=_print_operations if args.dry_run else None,
                         **writer_settings(config))
-        return await _serve(args, config, writer, speaker, dataplane)
+        daemons = SyncDaemons(_sync_daemons(args) or MemoryDaemons(),
+                              record=daemons_path(ownership), desired=config.sync_daemons)
+        return await _serve(args, config, writer, speaker, dataplane, daemons=daemons)
 
 
-async def _serve(args, config: Config, writer: Writer, speaker, dataplane) -> int:
-    server = WriterServer(writer, allowed_by(config))
+async def _serve(args, config: Config, writer: Writer, speaker, dataplane, *,
+                 daemons: SyncDaemons) -> int:
+    server = WriterServer(writer, allowed_by(config), daemons=daemons)
     stopped = trio.Event()
     keeper = _Keeper(args, config, server, stopped)
     forced = False
@@ -186,6 +197,7 @@ async def _serve(args, config: Config, writer: Writer, speaker, dataplane) -> in
                 else:
                     server.allowed = allowed_by(new)
                     keeper.config = new
+                    daemons.set_desired(new.sync_daemons)
                     log.info("writer admission rules reloaded", balancers=len(new.balancers))
                 keeper.signal(signal.SIGHUP)
 
@@ -194,11 +206,16 @@ async def _serve(args, config: Config, writer: Writer, speaker, dataplane) -> in
                     await supervisor.start("writer", writer.run,
                                            receive_states=server.receive_states)
                     task_status.started()
-                stopped.set()  # the writer returned: its graceful shutdown is done
+                # The writer returned: its graceful shutdown is done; then the daemons
+                # (connections kept being synchronised while it withdrew and drained).
+                if not args.keep_on_exit:
+                    await daemons.shutdown()
+                stopped.set()
 
             async with trio.open_nursery() as nursery:
                 if hasattr(speaker, "run"):
                     await nursery.start(speaker.run)
+                await nursery.start(daemons.run)  # before the first apply, as in one process
                 await nursery.start(run_writer)
                 settle_gc()  # as in one process: the writer holds whole states (gc_policy)
                 await nursery.start(partial(run_signal_handler, shutdown=shutdown, force=force,

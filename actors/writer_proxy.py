@@ -6,6 +6,10 @@ closes (the graceful shutdown), returning once the writer reports it has
 stopped. ``statistics()`` is rebuilt from the writer's reports; ``applied``
 is the state we sent under the sequence the writer reports as applied.
 
+The writer process also keeps the IPVS sync daemons (only it may program the
+kernel); ``RemoteDaemons`` shows them here from its reports, with the face of
+the sync-daemon actor, so ``run_kglb`` runs none of its own.
+
 The writer process is trusted by this side (it is the privileged one), but
 its reports are still bounded and decoded, never evaluated. When it goes
 away, ``on_lost`` is called: there is nothing useful to do without it (its
@@ -27,9 +31,10 @@ from kglb.privsep import MAX_FRAME, FrameError, FrameReader, StateFrame, StopFra
 from kglb.privsep import encode_to_writer
 
 from .privsep_report import decode_report
+from .sync_daemons import DaemonStatistics
 from .writer import WriterStatistics, _drain
 
-__all__ = ["RemoteSpeaker", "WriterProxy", "connect"]
+__all__ = ["RemoteDaemons", "RemoteSpeaker", "WriterProxy", "connect"]
 
 log = structlog.get_logger("kglb_trio.writer_proxy")
 
@@ -50,6 +55,7 @@ class WriterProxy:
         self._previous: dict | None = None  # services of the last state sent
         self._sent: deque[tuple[int, DataPlaneState]] = deque(maxlen=_KEEP_SENT)
         self._stats = WriterStatistics()
+        self._daemons = DaemonStatistics()
         self._applied_sequence = 0
         self._stopped = trio.Event()
         self._lost = False
@@ -61,6 +67,10 @@ class WriterProxy:
 
     def statistics(self) -> WriterStatistics:
         return self._stats
+
+    def daemon_statistics(self) -> DaemonStatistics:
+        """The writer process's sync daemons, as of its last report."""
+        return self._daemons
 
     async def run(self, receive_states: trio.MemoryReceiveChannel[DataPlaneState], *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -136,6 +146,7 @@ class WriterProxy:
         applied = next((s for q, s in self._sent if q == report.applied_sequence),
                        self._stats.applied)
         self._stats = replace(stats, applied=applied, applied_at=applied_at)
+        self._daemons = report.daemons
         if report.stopped:
             self._stopped.set()
 
@@ -154,6 +165,26 @@ class RemoteSpeaker:
 
     def session_established(self) -> bool:
         return self._proxy.statistics().session_established
+
+
+class RemoteDaemons:
+    """The sync-daemon actor's face for ``run_kglb(daemons=...)``: the writer process
+    programs the daemons (it re-reads the config itself on SIGHUP), this side shows them."""
+
+    def __init__(self, proxy: WriterProxy) -> None:
+        self._proxy = proxy
+
+    def statistics(self) -> DaemonStatistics:
+        return self._proxy.daemon_statistics()
+
+    def set_desired(self, daemons) -> None:
+        """Nothing to do here: the writer process follows its own reading of the config."""
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+
+    async def shutdown(self) -> None:
+        """Nothing to do here: the writer process stops its daemons after its own shutdown."""
 
 
 def connect(fd: int, *, on_lost: Callable[[], None]) -> tuple[WriterProxy, RemoteSpeaker]:

@@ -11,6 +11,9 @@ truncated) leaves the stream out of step, so the connection is dropped; a
 payload that arrived whole but is garbage or not allowed is refused and the
 connection goes on.
 
+Reports also carry the statistics of the sync-daemon actor the writer process
+runs (``daemons``), so the other side's status shows the daemons.
+
 A closed connection is not a shutdown: the kernel stays as it is and the
 server waits for the next connection. Only a ``StopFrame`` closes the
 writer's input, which makes it shut down gracefully.
@@ -38,6 +41,7 @@ from kglb.privsep import (
 )
 
 from .privsep_report import encode_report
+from .sync_daemons import DaemonStatistics
 from .writer import Writer
 
 __all__ = ["REPORT_INTERVAL", "WriterServer"]
@@ -53,9 +57,11 @@ _KEEP_SENT = 16  # recent admitted states, to name the one the writer applied
 class WriterServer:
     """Feeds ``writer`` from peer connections; ``receive_states`` is the writer's input."""
 
-    def __init__(self, writer: Writer, allowed: Allowed, *, max_frame: int = MAX_FRAME) -> None:
+    def __init__(self, writer: Writer, allowed: Allowed, *, max_frame: int = MAX_FRAME,
+                 daemons=None) -> None:
         self.writer = writer
         self.allowed = allowed
+        self.daemons = daemons  # the sync-daemon actor (``statistics()``), or None
         self._max_frame = max_frame
         # One state in flight, as in process: the writer drains to the newest.
         self._send_states, self.receive_states = trio.open_memory_channel[DataPlaneState](1)
@@ -153,22 +159,24 @@ class WriterServer:
         counters_at = math.nan
         sequence = 0
         refused: dict = {}
+        daemons_sent = None
         while True:
             done = stopped.is_set()
             stats = self.writer.statistics()
+            daemons = self.daemons.statistics() if self.daemons else DaemonStatistics()
             if stats.applied_at != (last.applied_at if last else None):
                 sequence = self.applied_sequence() or sequence
-            if done or stats is not last or refused != self._refused:
+            if done or stats is not last or refused != self._refused or daemons != daemons_sent:
                 with_counters = stats.counters_at != counters_at
                 payload = encode_report(stats, applied_sequence=sequence,
                                         refused=dict(self._refused), stopped=done,
-                                        with_counters=with_counters)
+                                        with_counters=with_counters, daemons=daemons)
                 try:
                     await stream.send_all(encode_frame(payload))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     scope.cancel()
                     return
-                last, refused = stats, dict(self._refused)
+                last, refused, daemons_sent = stats, dict(self._refused), daemons
                 if with_counters:
                     counters_at = stats.counters_at
             if done:

@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from kglb.pb import common_pb2 as kglb_dot_pb_dot_common__pb2
+from kglb.pb import config_pb2 as kglb_dot_pb_dot_config__pb2
 from kglb.pb import state_pb2 as kglb_dot_pb_dot_state__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15kglb/pb/privsep.proto\x12\x04kglb\x1a\x14kglb/pb/common.proto\x1a\x13kglb/pb/state.proto\"^\n\x08ToWriter\x12%\n\x07\x64\x65sired\x18\x01 \x01(\x0b\x32\x12.kglb.DesiredStateH\x00\x12 \n\x04stop\x18\x02 \x01(\x0b\x32\x10.kglb.StopWriterH\x00\x42\t\n\x07message\"\x91\x01\n\x0c\x44\x65siredState\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12#\n\x05state\x18\x02 \x01(\x0b\x32\x14.kglb.DataPlaneState\x12$\n\x0bprovisional\x18\x03 \x03(\x0b\x32\x0f.kglb.RealIndex\x12$\n\tunchanged\x18\x04 \x03(\x0b\x32\x11.kglb.IpvsService\"/\n\tRealIndex\x12\x10\n\x08\x62\x61lancer\x18\x01 \x01(\r\x12\x10\n\x08upstream\x18\x02 \x01(\r\"\x0c\n\nStopWriter\"=\n\nFromWriter\x12$\n\x06report\x18\x01 \x01(\x0b\x32\x12.kglb.WriterReportH\x00\x42\t\n\x07message\"\x9b\x07\n\x0cWriterReport\x12\x15\n\rmanager_state\x18\x01 \x01(\t\x12\x18\n\x10\x61pplied_sequence\x18\x02 \x01(\x04\x12\x14\n\x0c\x61pplied_wall\x18\x03 \x01(\x01\x12\x1b\n\x13last_apply_duration\x18\x04 \x01(\x01\x12\x0f\n\x07\x61pplies\x18\x05 \x01(\x04\x12\x12\n\noperations\x18\x06 \x01(\x04\x12\x44\n\x12operations_by_kind\x18\x07 \x03(\x0b\x32(.kglb.WriterReport.OperationsByKindEntry\x12\x0e\n\x06\x65rrors\x18\x08 \x01(\x04\x12>\n\x0f\x65rrors_by_errno\x18\t \x03(\x0b\x32%.kglb.WriterReport.ErrorsByErrnoEntry\x12\x15\n\rdrift_repairs\x18\n \x01(\x04\x12)\n\x0eowned_services\x18\x0b \x03(\x0b\x32\x11.kglb.IpvsService\x12*\n\x0fowned_addresses\x18\x0c \x03(\x0b\x32\x11.kglb.LinkAddress\x12+\n\x10\x66oreign_services\x18\r \x03(\x0b\x32\x11.kglb.IpvsService\x12,\n\x11\x66oreign_addresses\x18\x0e \x03(\x0b\x32\x11.kglb.LinkAddress\x12$\n\taddresses\x18\x0f \x03(\x0b\x32\x11.kglb.LinkAddress\x12\"\n\x06routes\x18\x10 \x03(\x0b\x32\x12.kglb.DynamicRoute\x12\x0f\n\x07\x66\x61iling\x18\x11 \x03(\t\x12 \n\x04held\x18\x12 \x03(\x0b\x32\x12.kglb.DynamicRoute\x12\x1b\n\x13session_established\x18\x13 \x01(\x08\x12\'\n\x08\x63ounters\x18\x14 \x03(\x0b\x32\x15.kglb.ServiceCounters\x12\x30\n\x07refused\x18\x15 \x03(\x0b\x32\x1f.kglb.WriterReport.RefusedEntry\x12\x0f\n\x07stopped\x18\x16 \x01(\x08\x1a\x37\n\x15OperationsByKindEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x34\n\x12\x45rrorsByErrnoEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"t\n\x0fServiceCounters\x12\"\n\x07service\x18\x01 \x01(\x0b\x32\x11.kglb.IpvsService\x12\x1a\n\x05stats\x18\x02 \x01(\x0b\x32\x0b.kglb.Stats\x12!\n\x05reals\x18\x03 \x03(\x0b\x32\x12.kglb.RealCounters\"S\n\x0cRealCounters\x12\x19\n\x07\x61\x64\x64ress\x18\x01 \x01(\x0b\x32\x08.kglb.IP\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x1a\n\x05stats\x18\x03 \x01(\x0b\x32\x0b.kglb.Statsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15kglb/pb/privsep.proto\x12\x04kglb\x1a\x14kglb/pb/common.proto\x1a\x14kglb/pb/config.proto\x1a\x13kglb/pb/state.proto\"^\n\x08ToWriter\x12%\n\x07\x64\x65sired\x18\x01 \x01(\x0b\x32\x12.kglb.DesiredStateH\x00\x12 \n\x04stop\x18\x02 \x01(\x0b\x32\x10.kglb.StopWriterH\x00\x42\t\n\x07message\"\x91\x01\n\x0c\x44\x65siredState\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12#\n\x05state\x18\x02 \x01(\x0b\x32\x14.kglb.DataPlaneState\x12$\n\x0bprovisional\x18\x03 \x03(\x0b\x32\x0f.kglb.RealIndex\x12$\n\tunchanged\x18\x04 \x03(\x0b\x32\x11.kglb.IpvsService\"/\n\tRealIndex\x12\x10\n\x08\x62\x61lancer\x18\x01 \x01(\r\x12\x10\n\x08upstream\x18\x02 \x01(\r\"\x0c\n\nStopWriter\"=\n\nFromWriter\x12$\n\x06report\x18\x01 \x01(\x0b\x32\x12.kglb.WriterReportH\x00\x42\t\n\x07message\"\xca\x07\n\x0cWriterReport\x12\x15\n\rmanager_state\x18\x01 \x01(\t\x12\x18\n\x10\x61pplied_sequence\x18\x02 \x01(\x04\x12\x14\n\x0c\x61pplied_wall\x18\x03 \x01(\x01\x12\x1b\n\x13last_apply_duration\x18\x04 \x01(\x01\x12\x0f\n\x07\x61pplies\x18\x05 \x01(\x04\x12\x12\n\noperations\x18\x06 \x01(\x04\x12\x44\n\x12operations_by_kind\x18\x07 \x03(\x0b\x32(.kglb.WriterReport.OperationsByKindEntry\x12\x0e\n\x06\x65rrors\x18\x08 \x01(\x04\x12>\n\x0f\x65rrors_by_errno\x18\t \x03(\x0b\x32%.kglb.WriterReport.ErrorsByErrnoEntry\x12\x15\n\rdrift_repairs\x18\n \x01(\x04\x12)\n\x0eowned_services\x18\x0b \x03(\x0b\x32\x11.kglb.IpvsService\x12*\n\x0fowned_addresses\x18\x0c \x03(\x0b\x32\x11.kglb.LinkAddress\x12+\n\x10\x66oreign_services\x18\r \x03(\x0b\x32\x11.kglb.IpvsService\x12,\n\x11\x66oreign_addresses\x18\x0e \x03(\x0b\x32\x11.kglb.LinkAddress\x12$\n\taddresses\x18\x0f \x03(\x0b\x32\x11.kglb.LinkAddress\x12\"\n\x06routes\x18\x10 \x03(\x0b\x32\x12.kglb.DynamicRoute\x12\x0f\n\x07\x66\x61iling\x18\x11 \x03(\t\x12 \n\x04held\x18\x12 \x03(\x0b\x32\x12.kglb.DynamicRoute\x12\x1b\n\x13session_established\x18\x13 \x01(\x08\x12\'\n\x08\x63ounters\x18\x14 \x03(\x0b\x32\x15.kglb.ServiceCounters\x12\x30\n\x07refused\x18\x15 \x03(\x0b\x32\x1f.kglb.WriterReport.RefusedEntry\x12\x0f\n\x07stopped\x18\x16 \x01(\x08\x12-\n\x0csync_daemons\x18\x17 \x01(\x0b\x32\x17.kglb.SyncDaemonsReport\x1a\x37\n\x15OperationsByKindEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x34\n\x12\x45rrorsByErrnoEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xd3\x01\n\x11SyncDaemonsReport\x12%\n\x07\x64\x65sired\x18\x01 \x03(\x0b\x32\x14.kglb.IpvsSyncDaemon\x12%\n\x07running\x18\x02 \x03(\x0b\x32\x14.kglb.IpvsSyncDaemon\x12#\n\x05owned\x18\x03 \x03(\x0b\x32\x14.kglb.IpvsSyncDaemon\x12\'\n\tconflicts\x18\x04 \x03(\x0b\x32\x14.kglb.IpvsSyncDaemon\x12\x0e\n\x06\x65rrors\x18\x05 \x01(\x04\x12\x12\n\nlast_error\x18\x06 \x01(\t\"t\n\x0fServiceCounters\x12\"\n\x07service\x18\x01 \x01(\x0b\x32\x11.kglb.IpvsService\x12\x1a\n\x05stats\x18\x02 \x01(\x0b\x32\x0b.kglb.Stats\x12!\n\x05reals\x18\x03 \x03(\x0b\x32\x12.kglb.RealCounters\"S\n\x0cRealCounters\x12\x19\n\x07\x61\x64\x64ress\x18\x01 \x01(\x0b\x32\x08.kglb.IP\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x1a\n\x05stats\x18\x03 \x01(\x0b\x32\x0b.kglb.Statsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,26 +40,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WRITERREPORT_ERRORSBYERRNOENTRY']._serialized_options = b'8\001'
   _globals['_WRITERREPORT_REFUSEDENTRY']._loaded_options = None
   _globals['_WRITERREPORT_REFUSEDENTRY']._serialized_options = b'8\001'
-  _globals['_TOWRITER']._serialized_start=74
-  _globals['_TOWRITER']._serialized_end=168
-  _globals['_DESIREDSTATE']._serialized_start=171
-  _globals['_DESIREDSTATE']._serialized_end=316
-  _globals['_REALINDEX']._serialized_start=318
-  _globals['_REALINDEX']._serialized_end=365
-  _globals['_STOPWRITER']._serialized_start=367
-  _globals['_STOPWRITER']._serialized_end=379
-  _globals['_FROMWRITER']._serialized_start=381
-  _globals['_FROMWRITER']._serialized_end=442
-  _globals['_WRITERREPORT']._serialized_start=445
-  _globals['_WRITERREPORT']._serialized_end=1368
-  _globals['_WRITERREPORT_OPERATIONSBYKINDENTRY']._serialized_start=1211
-  _globals['_WRITERREPORT_OPERATIONSBYKINDENTRY']._serialized_end=1266
-  _globals['_WRITERREPORT_ERRORSBYERRNOENTRY']._serialized_start=1268
-  _globals['_WRITERREPORT_ERRORSBYERRNOENTRY']._serialized_end=1320
-  _globals['_WRITERREPORT_REFUSEDENTRY']._serialized_start=1322
-  _globals['_WRITERREPORT_REFUSEDENTRY']._serialized_end=1368
-  _globals['_SERVICECOUNTERS']._serialized_start=1370
-  _globals['_SERVICECOUNTERS']._serialized_end=1486
-  _globals['_REALCOUNTERS']._serialized_start=1488
-  _globals['_REALCOUNTERS']._serialized_end=1571
+  _globals['_TOWRITER']._serialized_start=96
+  _globals['_TOWRITER']._serialized_end=190
+  _globals['_DESIREDSTATE']._serialized_start=193
+  _globals['_DESIREDSTATE']._serialized_end=338
+  _globals['_REALINDEX']._serialized_start=340
+  _globals['_REALINDEX']._serialized_end=387
+  _globals['_STOPWRITER']._serialized_start=389
+  _globals['_STOPWRITER']._serialized_end=401
+  _globals['_FROMWRITER']._serialized_start=403
+  _globals['_FROMWRITER']._serialized_end=464
+  _globals['_WRITERREPORT']._serialized_start=467
+  _globals['_WRITERREPORT']._serialized_end=1437
+  _globals['_WRITERREPORT_OPERATIONSBYKINDENTRY']._serialized_start=1280
+  _globals['_WRITERREPORT_OPERATIONSBYKINDENTRY']._serialized_end=1335
+  _globals['_WRITERREPORT_ERRORSBYERRNOENTRY']._serialized_start=1337
+  _globals['_WRITERREPORT_ERRORSBYERRNOENTRY']._serialized_end=1389
+  _globals['_WRITERREPORT_REFUSEDENTRY']._serialized_start=1391
+  _globals['_WRITERREPORT_REFUSEDENTRY']._serialized_end=1437
+  _globals['_SYNCDAEMONSREPORT']._serialized_start=1440
+  _globals['_SYNCDAEMONSREPORT']._serialized_end=1651
+  _globals['_SERVICECOUNTERS']._serialized_start=1653
+  _globals['_SERVICECOUNTERS']._serialized_end=1769
+  _globals['_REALCOUNTERS']._serialized_start=1771
+  _globals['_REALCOUNTERS']._serialized_end=1854
 # @@protoc_insertion_point(module_scope)

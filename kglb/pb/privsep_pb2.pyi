@@ -1,4 +1,5 @@
 from kglb.pb import common_pb2 as _common_pb2
+from kglb.pb import config_pb2 as _config_pb2
 from kglb.pb import state_pb2 as _state_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -47,7 +48,7 @@ class FromWriter(_message.Message):
     def __init__(self, report: _Optional[_Union[WriterReport, _Mapping]] = ...) -> None: ...
 
 class WriterReport(_message.Message):
-    __slots__ = ("manager_state", "applied_sequence", "applied_wall", "last_apply_duration", "applies", "operations", "operations_by_kind", "errors", "errors_by_errno", "drift_repairs", "owned_services", "owned_addresses", "foreign_services", "foreign_addresses", "addresses", "routes", "failing", "held", "session_established", "counters", "refused", "stopped")
+    __slots__ = ("manager_state", "applied_sequence", "applied_wall", "last_apply_duration", "applies", "operations", "operations_by_kind", "errors", "errors_by_errno", "drift_repairs", "owned_services", "owned_addresses", "foreign_services", "foreign_addresses", "addresses", "routes", "failing", "held", "session_established", "counters", "refused", "stopped", "sync_daemons")
     class OperationsByKindEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +92,7 @@ class WriterReport(_message.Message):
     COUNTERS_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
     STOPPED_FIELD_NUMBER: _ClassVar[int]
+    SYNC_DAEMONS_FIELD_NUMBER: _ClassVar[int]
     manager_state: str
     applied_sequence: int
     applied_wall: float
@@ -113,7 +115,24 @@ class WriterReport(_message.Message):
     counters: _containers.RepeatedCompositeFieldContainer[ServiceCounters]
     refused: _containers.ScalarMap[str, int]
     stopped: bool
-    def __init__(self, manager_state: _Optional[str] = ..., applied_sequence: _Optional[int] = ..., applied_wall: _Optional[float] = ..., last_apply_duration: _Optional[float] = ..., applies: _Optional[int] = ..., operations: _Optional[int] = ..., operations_by_kind: _Optional[_Mapping[str, int]] = ..., errors: _Optional[int] = ..., errors_by_errno: _Optional[_Mapping[int, int]] = ..., drift_repairs: _Optional[int] = ..., owned_services: _Optional[_Iterable[_Union[_common_pb2.IpvsService, _Mapping]]] = ..., owned_addresses: _Optional[_Iterable[_Union[_common_pb2.LinkAddress, _Mapping]]] = ..., foreign_services: _Optional[_Iterable[_Union[_common_pb2.IpvsService, _Mapping]]] = ..., foreign_addresses: _Optional[_Iterable[_Union[_common_pb2.LinkAddress, _Mapping]]] = ..., addresses: _Optional[_Iterable[_Union[_common_pb2.LinkAddress, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[_common_pb2.DynamicRoute, _Mapping]]] = ..., failing: _Optional[_Iterable[str]] = ..., held: _Optional[_Iterable[_Union[_common_pb2.DynamicRoute, _Mapping]]] = ..., session_established: _Optional[bool] = ..., counters: _Optional[_Iterable[_Union[ServiceCounters, _Mapping]]] = ..., refused: _Optional[_Mapping[str, int]] = ..., stopped: _Optional[bool] = ...) -> None: ...
+    sync_daemons: SyncDaemonsReport
+    def __init__(self, manager_state: _Optional[str] = ..., applied_sequence: _Optional[int] = ..., applied_wall: _Optional[float] = ..., last_apply_duration: _Optional[float] = ..., applies: _Optional[int] = ..., operations: _Optional[int] = ..., operations_by_kind: _Optional[_Mapping[str, int]] = ..., errors: _Optional[int] = ..., errors_by_errno: _Optional[_Mapping[int, int]] = ..., drift_repairs: _Optional[int] = ..., owned_services: _Optional[_Iterable[_Union[_common_pb2.IpvsService, _Mapping]]] = ..., owned_addresses: _Optional[_Iterable[_Union[_common_pb2.LinkAddress, _Mapping]]] = ..., foreign_services: _Optional[_Iterable[_Union[_common_pb2.IpvsService, _Mapping]]] = ..., foreign_addresses: _Optional[_Iterable[_Union[_common_pb2.LinkAddress, _Mapping]]] = ..., addresses: _Optional[_Iterable[_Union[_common_pb2.LinkAddress, _Mapping]]] = ..., routes: _Optional[_Iterable[_Union[_common_pb2.DynamicRoute, _Mapping]]] = ..., failing: _Optional[_Iterable[str]] = ..., held: _Optional[_Iterable[_Union[_common_pb2.DynamicRoute, _Mapping]]] = ..., session_established: _Optional[bool] = ..., counters: _Optional[_Iterable[_Union[ServiceCounters, _Mapping]]] = ..., refused: _Optional[_Mapping[str, int]] = ..., stopped: _Optional[bool] = ..., sync_daemons: _Optional[_Union[SyncDaemonsReport, _Mapping]] = ...) -> None: ...
+
+class SyncDaemonsReport(_message.Message):
+    __slots__ = ("desired", "running", "owned", "conflicts", "errors", "last_error")
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    OWNED_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    desired: _containers.RepeatedCompositeFieldContainer[_config_pb2.IpvsSyncDaemon]
+    running: _containers.RepeatedCompositeFieldContainer[_config_pb2.IpvsSyncDaemon]
+    owned: _containers.RepeatedCompositeFieldContainer[_config_pb2.IpvsSyncDaemon]
+    conflicts: _containers.RepeatedCompositeFieldContainer[_config_pb2.IpvsSyncDaemon]
+    errors: int
+    last_error: str
+    def __init__(self, desired: _Optional[_Iterable[_Union[_config_pb2.IpvsSyncDaemon, _Mapping]]] = ..., running: _Optional[_Iterable[_Union[_config_pb2.IpvsSyncDaemon, _Mapping]]] = ..., owned: _Optional[_Iterable[_Union[_config_pb2.IpvsSyncDaemon, _Mapping]]] = ..., conflicts: _Optional[_Iterable[_Union[_config_pb2.IpvsSyncDaemon, _Mapping]]] = ..., errors: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
 
 class ServiceCounters(_message.Message):
     __slots__ = ("service", "stats", "reals")

@@ -212,10 +212,9 @@ class Lab:
             "--status-address", "127.0.0.1:5678", "--log-format", "json", *self.run_flags())
 
     def run_flags(self) -> list[str]:
-        """Privilege-separated, the default as root, except with ``sync``: the sync daemons
-        do not work under privilege separation yet (they are programmed from the
-        unprivileged side), so that lab runs kglb-trio in one process."""
-        return ["--single-process"] if self.sync else unprivileged_flags(self.folder)
+        """Privilege-separated, the default as root (the sync daemons too: the writer
+        process keeps them)."""
+        return unprivileged_flags(self.folder)
 
     def separated(self, node: str) -> bool:
         """Whether ``node``'s kglb-trio runs privilege-separated (started an unprivileged side)."""

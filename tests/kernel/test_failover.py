@@ -184,6 +184,8 @@ async def test_mh_with_sloppy_tcp_keeps_connections_when_a_balancers_bird_stops(
 async def test_sync_daemon_keeps_wrr_connections_when_a_balancer_dies(make_lab):
     lab = make_lab(scheduler="WRR", sync=True)
     await ready(lab)
+    # Privilege-separated as root: the writer process keeps the daemons (one process outside the VM).
+    assert [lab.separated(lb) for lb in LBS] == [IN_VM, IN_VM], lab.logs()
     for lb in LBS:  # started by kglb-trio, shown by its status
         daemons = json.loads(lab.run(lb, "curl", "-s", "http://127.0.0.1:5678/status"))["sync_daemons"]
         assert daemons["running"] == ["master sync0 syncid 19", "backup sync0 syncid 19"], daemons
