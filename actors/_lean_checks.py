@@ -52,6 +52,7 @@ _ET = select.EPOLLET | select.EPOLLERR | select.EPOLLHUP
 TCP_EVENTS = select.EPOLLOUT | _ET
 HTTP_EVENTS = select.EPOLLOUT | select.EPOLLIN | select.EPOLLRDHUP | _ET
 _READABLE = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
+_FAILED = select.EPOLLERR | select.EPOLLHUP
 _NONBLOCK_STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
 
 
@@ -127,9 +128,12 @@ class Conn:
     def advance(self, mask: int) -> str | None:
         """React to readiness ``mask``; the final reason, or None while the check runs."""
         if not self.connected:
-            code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if code:
-                return errno_reason(code)
+            # A clean OUT edge is a completed connect: no SO_ERROR read (a syscall
+            # per check); a failed one comes with ERR or HUP.
+            if mask & _FAILED:
+                code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    return errno_reason(code)
             if not mask & select.EPOLLOUT:
                 return None  # spurious: the connect is still in progress
             self.connected = True
