@@ -213,8 +213,9 @@ class LeanEngine:
 
         That is the next due time or deadline, at most a tick away while checks
         are in flight, and at least a tick away unless a limiter is full (due
-        checks start in batches, a ``grain`` apart); or ``now`` itself when the step stopped at ``STARTS_PER_STEP`` connects or
-        ``EVENTS_PER_POLL`` completions with more ready.
+        checks start in batches, a ``grain`` apart); or ``now`` itself when the
+        step stopped at ``STARTS_PER_STEP`` connects or ``EVENTS_PER_POLL``
+        completions with more ready.
         """
         self._budget = STARTS_PER_STEP
         self._more = False
@@ -245,12 +246,17 @@ class LeanEngine:
             self._poll(now)
             for limiter, queue in list(self._waiting.items()):
                 self._start_waiting(limiter, queue, now)
-        if self._more:
-            return now  # at once, once the other tasks had their turn
         # Stale deadlines (of checks that ended) must not wake the engine, nor
-        # hold memory for a whole timeout when they need not.
+        # hold memory for a whole timeout: one check slow to end keeps those
+        # behind it in the heap (27k entries, 3.8 MB at 10k checks/s), so the
+        # heap is rebuilt when it is mostly stale (amortized O(1) per check).
         while deadlines and deadlines[0][2].deadline != deadlines[0][1]:
             heapq.heappop(deadlines)
+        if len(deadlines) > 2 * len(self._conns) + 64:
+            deadlines[:] = [d for d in deadlines if d[2].deadline == d[1]]
+            heapq.heapify(deadlines)
+        if self._more:
+            return now  # at once, once the other tasks had their turn
         wake_at = min(max(dues[0][0], self._batch + self._grain) if dues else float("inf"),
                       deadlines[0][0] if deadlines else float("inf"))
         if self._conns:

@@ -192,12 +192,6 @@ class Prober:
             task_status = trio.TASK_STATUS_IGNORED  # started already
 
     async def _run(self, budget, task_status) -> None:
-        if budget is None and self._shards:
-            # Imported here: the supervisor's imports (metrics, balancers) are ~8 MB
-            # of RSS that a probe worker, whose Prober has no workers, does without.
-            from .supervisor import RestartBudget
-
-            budget = RestartBudget()
         driver = self._driver = self._new_driver()
         try:
             async with trio.open_nursery() as nursery:
