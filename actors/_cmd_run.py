@@ -3,7 +3,9 @@
 Order of things: logging; the config (a bad one prints every problem with
 its path and exits before anything is touched); the preflight checks of
 the host (errors exit, warnings are logged; skipped with ``--dry-run``);
-the stats/status server binds (an address in use exits, in one line, before
+the run mode (``_run_mode``: started as root, a writer process and an
+unprivileged side, actors/writer_process.py; else one process); the
+stats/status server binds (an address in use exits, in one line, before
 the kernel is touched, decisions.md row 4); signal handlers; then the control plane.
 SIGUSR2 drains the host (``kglb-trio drain``, actors/host_drain.py) and then
 stops. SIGHUP (and, with ``--watch-config``, a change of the file's mtime) reloads;
@@ -11,8 +13,9 @@ a failed reload keeps the running config. Under systemd it sends READY=1 once
 the kernel matches the first desired state, STOPPING=1 at shutdown, and
 watchdog pings. Exit status (``exit_codes``): OK after a graceful shutdown,
 FAILED after a forced exit or a crash beyond the restart intensity, CONFIG for
-a bad config, HOST for failed preflight checks or a status address that
-cannot be bound, USAGE for a bad BGP setting.
+a bad config, HOST for failed preflight checks, a status address that
+cannot be bound or an unprivileged user that does not exist or cannot start
+the unprivileged side, USAGE for a bad BGP setting.
 
 ``--dry-run`` runs on the in-memory data plane and prints every applied
 change. It never touches what a live instance beside it uses: its ownership
@@ -36,7 +39,7 @@ from kglb import Operation
 from kglb.config import Config, ConfigError
 from kglb.pretty import render_operation
 
-from . import logs, sdnotify
+from . import _run_mode, logs, sdnotify
 from .app import KglbHandle, run_kglb
 from .gc_policy import release_memory, settle_gc
 from .config_file import read_config
@@ -73,6 +76,19 @@ def main(args) -> int:
     if not args.dry_run and not remote and (problem := _state_file_problem(args.state_file)):
         print(f"kglb-trio: {problem}", file=sys.stderr)
         return ExitCode.HOST
+    if not remote:
+        try:
+            mode = _run_mode.for_host(args, any(b.enable_fwmarks for b in config.balancers))
+        except _run_mode.CannotSeparate as exc:
+            print(f"kglb-trio: {exc}", file=sys.stderr)
+            return ExitCode.HOST
+        if mode.note:
+            log.warning(mode.note)
+        if mode.privsep and (problem := _run_mode.access_problem(mode.user, args.config)):
+            print(f"kglb-trio: the unprivileged side (user {mode.user}) {problem}; give it "
+                  "access, or pass --user NAME or --single-process", file=sys.stderr)
+            return ExitCode.HOST
+        args.privsep, args.user = mode.privsep, mode.user
     if args.dry_run:
         _isolate_dry_run(args)
     try:

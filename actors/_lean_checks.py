@@ -1,10 +1,12 @@
-"""The common checks as non-blocking state machines, for the lean engine (no task per check).
+"""The tcp and plain http checks, and the dummy check: the one implementation of each.
 
 Contract. :func:`plan` says how a target is checked here, or None when it
-needs the trio checkers of :mod:`actors.checks` (https, proxies, redirects,
-host names, dns, syslog, a tunnel without a VIP). A plan covers the tcp
-check, the plain http GET judged on its response head, and the dummy check
-(which passes at once).
+needs the other checkers of :mod:`actors.checks` (https, proxies, redirects,
+dns, syslog). A plan covers the tcp check, the plain http GET judged on its
+response head, and the dummy check (which passes at once); a target named by
+a host name is resolved at each check (``Plan.family`` 0: see
+:func:`resolved`), and a tunnelled target without a VIP address fails at once
+with "no tunnel" (:data:`NO_TUNNEL`), as every other checker does.
 
 :func:`open_check` opens the socket non-blocking, sets SO_MARK, the tunnel MSS
 and the source bind BEFORE connect (the same order and options as
@@ -14,10 +16,16 @@ when the connect failed at once. ``Conn.advance(mask)`` moves the check on
 when its fd is ready and returns its final reason, or None while it runs.
 The caller closes the socket (``Conn.close()``) and owns the timeout.
 
-Reasons are the trio checkers' for the same events: "ok", "status N",
+Two drivers run a Conn: the lean engine (:mod:`actors._lean_engine`, many
+Conns on one epoll, no task per check) and :func:`check`, the
+``check(target) -> CheckResult`` entry point of ``run_check``, which waits on
+one Conn's fd with trio. So connect, send, read and verdict exist once.
+
+Reasons are the other checkers' for the same events: "ok", "status N",
 "refused", "reset", "unreachable", "denied", "short read", "bad response",
-"header too large", "error EXXX": the response head is judged by the same
-:class:`actors.checks._http_head.HeadReader` as the trio checker's. Reads are
+"header too large", "resolve", "no tunnel", "error EXXX": the response head
+is judged by the same :class:`actors.checks._http_head.HeadReader` as the
+https checker's. Reads are
 bounded (``_http_head.MAX_HEAD``), so a 10 MB body costs one bounded read
 and a slow-loris real only its own timeout.
 """
@@ -31,7 +39,9 @@ import select
 import socket
 from typing import NamedTuple
 
-from kglb import ProbeTarget
+import trio
+
+from kglb import CheckResult, ProbeTarget
 from kglb.config import DummyCheck, HttpCheck, TcpCheck
 
 from .checks import _http_wire as wire
@@ -43,7 +53,9 @@ from .checks._net import (
     errno_reason,
     family_of,
     is_ip,
+    measured,
     reason_for,
+    resolve,
     tunnel_source,
 )
 
@@ -77,10 +89,13 @@ def _codes(codes: tuple[int, ...]) -> frozenset[int]:
 
 #: The dummy check's plan: it passes at once, with no socket (as actors.checks.dummy).
 DUMMY = Plan(0, "", 0, 0, None, frozenset(), 0.0)
+#: The plan of a tunnelled target whose VIP has no address: it fails at once,
+#: with no socket, as every checker's ``connect_target`` (told apart by identity).
+NO_TUNNEL = Plan(0, "", 0, 0, None, frozenset(), 0.0)
 
 
 def plan(target: ProbeTarget) -> Plan | None:
-    """The lean plan of ``target``'s check, or None: the trio checker runs it."""
+    """The plan of ``target``'s check, or None: another checker of actors.checks runs it."""
     check = target.check
     kind = type(check)
     if kind is DummyCheck:
@@ -96,14 +111,27 @@ def plan(target: ProbeTarget) -> Plan | None:
         return None
     if target.fwmark:
         if target.via is None or not target.via.address:
-            return None  # the trio checker reports "no tunnel"
+            return NO_TUNNEL
         address, port = target.via.address, target.via.port
     else:
         address, port = target.address, target.port
-    if not is_ip(address):
-        return None  # needs a resolver: the trio checker
-    return Plan(family_of(address), address, port, target.fwmark, request, codes,
-                check.timeout_ms / 1000)
+    # Family 0: a host name, resolved at each check (a name's address may change).
+    family = family_of(address) if is_ip(address) else 0
+    return Plan(family, address, port, target.fwmark, request, codes, check.timeout_ms / 1000)
+
+
+def needs_resolving(plan: Plan) -> bool:
+    """True when ``plan`` names its real by a host name: :func:`resolved` comes first."""
+    return not plan.family and bool(plan.address)
+
+
+async def resolved(plan: Plan) -> Plan:
+    """``plan`` to the first address of its host name (the checkers' getaddrinfo).
+
+    Raises gaierror (reason "resolve"), as every checker's connect does.
+    """
+    address = await resolve(plan.address, plan.port)
+    return plan._replace(family=family_of(address), address=address)
 
 
 class Conn:
@@ -182,6 +210,8 @@ def open_check(target: ProbeTarget, plan: Plan) -> Conn | str:
     """Start ``plan``'s connect: a Conn to wait on, or the final reason of a failure at once."""
     if plan is DUMMY:
         return "ok"
+    if plan is NO_TUNNEL:
+        return "no tunnel"
     try:
         # The C socket type: the Python wrapper's __init__ and close() are ~1 µs per
         # check here, and nothing here needs what they add (makefile, dup, repr).
@@ -205,3 +235,37 @@ def open_check(target: ProbeTarget, plan: Plan) -> Conn | str:
         sock.close()
         return errno_reason(code)
     return Conn(sock, plan)
+
+
+async def check(target: ProbeTarget, plan: Plan) -> CheckResult:
+    """Run ``plan`` (of ``target``) as one trio check: ``run_check``'s tcp and plain http.
+
+    The same :class:`Conn` as the lean engine, one fd awaited with trio instead
+    of many on an epoll; the timeout and the latency are :func:`measured`'s.
+    """
+    return await measured(target.check.timeout_ms, _drive(target, plan))
+
+
+async def _drive(target: ProbeTarget, plan: Plan) -> str:
+    if needs_resolving(plan):
+        plan = await resolved(plan)
+    conn = open_check(target, plan)
+    if isinstance(conn, str):
+        return conn
+    try:
+        while True:
+            # Level-triggered here: wait for what the Conn needs next (the connect
+            # and the request: writable; the response: readable) and say so.
+            if conn.connected and not conn.pending:
+                await trio.lowlevel.wait_readable(conn.sock)
+                mask = select.EPOLLIN
+            else:
+                await trio.lowlevel.wait_writable(conn.sock)
+                # Writable, but trio does not say whether with an error: a connect
+                # is then judged on SO_ERROR (the engine's epoll reports ERR).
+                mask = select.EPOLLOUT if conn.connected else select.EPOLLOUT | select.EPOLLERR
+            reason = conn.advance(mask)
+            if reason is not None:
+                return reason
+    finally:
+        conn.close()

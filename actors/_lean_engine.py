@@ -1,7 +1,9 @@
 """The probe driver: every in-process probe of a Prober, scheduled here (kglb.schedule).
 
 How a check runs. tcp, plain-http and dummy checks (``_lean_checks.plan`` is
-not None) are state machines on one private epoll, no task per check; every
+not None) are state machines on one private epoll, no task per check (a
+target named by a host name is resolved first, in a task of its own, at each
+check; a tunnel without a VIP address fails at once); every
 other check (https, proxies, redirects, dns, syslog, or any injected check
 function) runs as a task calling ``check(target) -> CheckResult``,
 started here when due and reporting back here. Either way the schedule, the
@@ -62,8 +64,9 @@ import trio
 from kglb import CheckResult
 from kglb.schedule import Schedule
 
-from ._lean_checks import Conn, open_check, plan
+from ._lean_checks import Conn, Plan, needs_resolving, open_check, plan, resolved
 from .checks import run_check
+from .checks._net import reason_for
 
 TICK = 0.002  # seconds between wake-ups (a quarter of it while a limiter is full)
 #: How late a due time may start when nothing is in flight (see Precision): at
@@ -146,6 +149,7 @@ class LeanEngine:
         self._wake = trio.Event()
         self.in_flight = 0
         self.missed = 0
+        self.task_checks = 0  # checks started as a task calling ``check`` (not lean)
 
     def add(self, probe) -> None:
         """Start probing ``probe`` (its first check is due now)."""
@@ -333,13 +337,21 @@ class LeanEngine:
     def _run(self, entry: _Entry, limiter, now: float) -> None:
         self._claim(entry, limiter, now)
         if entry.plan is None:
+            self.task_checks += 1
             entry.conn = scope = trio.CancelScope()
             self._nursery.start_soon(self._task_check, entry, scope)
             return
         # The clock itself, not the step's ``now``: a check that ends within the
         # step it started in (tcp on loopback) has a latency, not 0.0.
         entry.started = self._clock()
-        conn = open_check(entry.probe.target, entry.plan)
+        if needs_resolving(entry.plan):
+            entry.conn = scope = trio.CancelScope()
+            self._nursery.start_soon(self._resolve, entry, scope, now + entry.plan.timeout)
+            return
+        self._open(entry, entry.plan, now, now + entry.plan.timeout)
+
+    def _open(self, entry: _Entry, plan: Plan, now: float, deadline: float) -> None:
+        conn = open_check(entry.probe.target, plan)
         entry.conn = conn
         if isinstance(conn, str):
             self._finish(entry, conn, now)
@@ -349,7 +361,25 @@ class LeanEngine:
         self._started += 1
         self._seq += 1
         entry.deadline = self._seq
-        heapq.heappush(self._deadlines, (now + entry.plan.timeout, self._seq, entry))
+        heapq.heappush(self._deadlines, (deadline, self._seq, entry))
+
+    async def _resolve(self, entry: _Entry, scope: trio.CancelScope, deadline: float) -> None:
+        """Resolve ``entry``'s host name (the check's timeout bounds it), then check the
+        address on the epoll like any other; a name that does not resolve is "resolve"."""
+        found, reason = None, "timeout"
+        with scope, trio.move_on_at(deadline):  # scope: cancelled by remove()
+            try:
+                found = await resolved(entry.plan)
+            except OSError as exc:
+                reason = reason_for(exc)
+        if entry.conn is not scope:  # removed meanwhile: its token is back
+            return
+        now = trio.current_time()
+        if found is None:
+            self._finish(entry, reason, now)
+        else:
+            self._open(entry, found, now, deadline)
+        self._wake.set()  # a Conn to poll, or new due times
 
     async def _task_check(self, entry: _Entry, scope: trio.CancelScope) -> None:
         """Run ``entry``'s check; then, while task checks wait for its token, theirs.

@@ -116,10 +116,15 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch-config", action="store_true", help="reload when the config file changes")
     p.add_argument("--drain-timeout", type=float, default=300.0, metavar="SECONDS",
                    help="longest wait for established connections on SIGUSR2/'kglb-trio drain' (300)")
-    p.add_argument("--privsep", action="store_true",
-                   help="only a writer process keeps CAP_NET_ADMIN; the rest runs as --user")
-    p.add_argument("--user", default=DEFAULT_USER, metavar="NAME|UID[:GID]",
-                   help=f"the unprivileged side's user with --privsep (default {DEFAULT_USER})")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--privsep", action="store_true",
+                      help="privilege separation even where the default would not (not root, "
+                           "--dry-run): only a writer process keeps CAP_NET_ADMIN, the rest "
+                           "runs as --user (the default when started as root)")
+    mode.add_argument("--single-process", action="store_true",
+                      help="everything in one process with every privilege, as before the split")
+    p.add_argument("--user", metavar="NAME|UID[:GID]",
+                   help=f"the unprivileged side's user (default {DEFAULT_USER})")
     p.add_argument("--privsep-fd", type=int, help=argparse.SUPPRESS)  # the writer's socket
     bgp = p.add_argument_group("BGP (through a local BIRD 2; off unless a neighbor is given)")
     bgp.add_argument("--bgp-neighbor", action="append", default=[], metavar="ADDR[:ASN]",
@@ -195,13 +200,16 @@ def _dispatch(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.strict and not args.check:
         parser.error("--strict works with --check only (it makes --check's warnings fatal)")
+    if args.user is not None and args.single_process:
+        parser.error("--user names privilege separation's unprivileged side; "
+                     "--single-process has none")
     if args.check:
         from . import _cmd_check
 
         return _cmd_check.main(args)
     from . import _cmd_run
 
-    args.argv = argv  # --privsep starts the unprivileged side with the same flags
+    args.argv = argv  # privilege separation starts the unprivileged side with the same flags
     return _cmd_run.main(args)
 
 

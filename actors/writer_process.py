@@ -83,7 +83,7 @@ def main(args, config: Config, speaker, dataplane) -> int:
     if any(b.enable_fwmarks for b in config.balancers) and so_mark_needs_net_admin():
         print("kglb-trio: tunnelled checks (enableFwmarks) need CAP_NET_ADMIN for SO_MARK before "
               "Linux 5.17; privilege separation would give the probes that capability, which "
-              "defeats it. Run without --privsep on this kernel.", file=sys.stderr)
+              "defeats it. Run with --single-process on this kernel.", file=sys.stderr)
         return ExitCode.HOST
     return trio.run(_run, args, config, speaker, dataplane)
 

@@ -1,8 +1,8 @@
 """The one verdict on an http response head, for every way an http check runs (sans-I/O).
 
-The lean engine (:mod:`actors._lean_checks`) and the trio checker
-(:mod:`actors.checks.http`) feed the bytes they read into a :class:`HeadReader`
-and report what it says, so the same bytes get the same reason however the
+The plain http check (:mod:`actors._lean_checks`) and the https, proxy and
+redirect checks (:mod:`actors.checks.http`) feed the bytes they read into a
+:class:`HeadReader` and report what it says, so the same bytes get the same reason however the
 check ran. Rules, in the order they decide:
 
 - bytes that cannot begin ``HTTP/`` (garbage, TLS, an HTTP/0.9 body): "bad

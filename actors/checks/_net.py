@@ -1,10 +1,12 @@
 """Sockets for checks: marked and bound connects, bounded reads, errno → reason.
 
-Every checker opens its connections here, so a tunnelled (fwmark) check is
-the same code path as a direct one: the mark and the source address are set
-BEFORE connect (a mark set afterwards would leave the SYN unmarked, see
-libraries.md §1), and the connection goes to the VIP of ``target.via``,
-where IPVS's per-real fwmark service steers it to exactly that real.
+Every checker opens its connections here (tcp and plain http in
+:func:`actors._lean_checks.open_check`, with the same options in the same
+order), so a tunnelled (fwmark) check is the same code path as a direct
+one: the mark and the source address are set BEFORE connect (a mark set
+afterwards would leave the SYN unmarked, see libraries.md §1), and the
+connection goes to the VIP of ``target.via``, where IPVS's per-real fwmark
+service steers it to exactly that real.
 
 Failures travel as exceptions inside a check and become a short countable
 reason exactly once, in :func:`measured`, the boundary of every check.
@@ -125,7 +127,7 @@ def _route_source(address: str) -> str | None:
     cached: a real with no route yet is asked again at its next check.
     """
     source = _route_sources.get(address)
-    if source is None:
+    if source is None and is_ip(address):  # a name (embedding only): the kernel picks
         probe = socket.socket(family_of(address), socket.SOCK_DGRAM)
         try:
             probe.connect((address, 9))
@@ -202,7 +204,10 @@ async def resolve(host: str, port: int) -> str:
     """An IP address for ``host`` (returned as is when it is one). Raises gaierror."""
     if is_ip(host):
         return host
-    infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError:  # not a valid name (an empty or 64+ character label)
+        raise socket.gaierror(socket.EAI_NONAME, f"{host!r} is not a host name") from None
     return infos[0][4][0]
 
 

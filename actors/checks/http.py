@@ -1,9 +1,13 @@
-"""The http and https checks, on raw trio sockets (libraries.md §1: ~90 µs/check, httpx ~550).
+"""The http and https checks (libraries.md §1: raw sockets ~90 µs/check, httpx ~550).
+
+A plain http check (no TLS, proxy or redirects) is :mod:`actors._lean_checks`'
+state machine, the lean engine's own, driven by trio: one implementation of
+it. The rest run here on raw trio sockets.
 
 One GET per check with ``Connection: close``; healthy iff the status code is
 in ``codes`` (empty: never healthy, as kglb). The response head is read
-and judged by :mod:`actors.checks._http_head`, the same verdict as the lean
-engine's; the body is never read, so a 10 MB body costs one bounded read and
+and judged by :mod:`actors.checks._http_head`, the same verdict as the plain
+check's; the body is never read, so a 10 MB body costs one bounded read and
 an endless header "header too large". https uses one shared SSLContext that verifies
 nothing (a health check tests the real, not the PKI) and sends SNI only when
 the Host header names a host.
@@ -27,6 +31,7 @@ import trio
 from kglb import CheckResult, ProbeTarget
 from kglb.config import HttpCheck
 
+from .. import _lean_checks  # the module: it imports this package too
 from . import _http_wire as wire
 from ._http_head import Head, HeadReader
 from ._net import CheckFailure, SocketConn, connect, connect_target, measured, resolve
@@ -36,6 +41,9 @@ MAX_REDIRECTS = 10
 
 async def check_http(target: ProbeTarget, settings: HttpCheck) -> CheckResult:
     """GET the configured URL of the real (or through it, as a proxy) and judge the status."""
+    plain = _lean_checks.plan(target)
+    if plain is not None:
+        return await _lean_checks.check(target, plain)
     return await measured(settings.timeout_ms, _check(target, settings))
 
 

@@ -1,19 +1,19 @@
-"""The tcp check: a successful connect is healthy, the connection is closed at once."""
+"""The tcp check: a successful connect is healthy, the connection is closed at once.
+
+It is :mod:`actors._lean_checks`' state machine, the lean engine's own, here
+driven by trio for ``run_check``: one implementation of connect and verdict.
+"""
 
 from __future__ import annotations
 
 from kglb import CheckResult, ProbeTarget
 from kglb.config import TcpCheck
 
-from ._net import connect_target, measured
+# The module, not its names: actors._lean_checks imports this package's
+# helpers, so either may be imported first.
+from .. import _lean_checks
 
 
 async def check_tcp(target: ProbeTarget, settings: TcpCheck) -> CheckResult:
     """Connect (directly or tunnelled) within the timeout; refused, reset, ... are reasons."""
-    return await measured(settings.timeout_ms, _connect(target))
-
-
-async def _connect(target: ProbeTarget) -> str:
-    sock = await connect_target(target)
-    sock.close()
-    return "ok"
+    return await _lean_checks.check(target, _lean_checks.plan(target))

@@ -18,6 +18,7 @@ import shutil
 import pytest
 import trio
 from _bgp_mh_lab import CLIENT, LBS, REALS, VIP, Lab
+from _unprivileged import IN_VM
 
 #: One flow per source port; mh-port hashes address and port, so they spread.
 PORTS = tuple(range(40001, 40007))
@@ -89,8 +90,9 @@ async def test_two_balancers_announce_one_vip_and_agree_on_the_real_of_a_flow(la
         now = weights(lab, lb)
         return set(now) == set(REALS.values()) and all(now.values())
 
-    # Under TCG, two Python processes starting at once take most of this (~20 s).
-    await eventually(lab, two_paths, 120,
+    # Under TCG, two instances starting at once take most of this: 25-75 s as each
+    # separates privileges (writer, access check, drop, unprivileged side: four Pythons).
+    await eventually(lab, two_paths, 180,
                      "the router's kernel route to the VIP has both balancers as next hops")
     print(f"both paths at the router after {trio.current_time() - started:.1f} s")
     for lb in LBS:
@@ -98,6 +100,8 @@ async def test_two_balancers_announce_one_vip_and_agree_on_the_real_of_a_flow(la
         service = lab.run(lb, "ipvsadm", "-Ln", "-t", f"{VIP}:80")
         assert " mh" in service and "mh-port" in service, service
     assert weights(lab, "lb1") == weights(lab, "lb2")
+    # As root kglb-trio runs privilege-separated by default (one process outside the VM).
+    assert [lab.separated(lb) for lb in LBS] == [IN_VM, IN_VM], lab.logs()
 
     print(f"all reals up in both balancers after {trio.current_time() - started:.1f} s")
     # Force the client's traffic through one balancer, then the other.

@@ -34,6 +34,7 @@ import sys
 import pytest
 import trio
 from _bgp_mh_lab import CLIENT, ECHO_PORT, LBS, PEERS, REALS, VIP, Lab
+from _unprivileged import IN_VM
 
 LONG = 12
 FIRST_PORT = 41001
@@ -82,8 +83,9 @@ def all_up(lab: Lab, lb: str) -> bool:
 
 
 async def ready(lab: Lab) -> None:
-    # Under TCG, two Python processes starting at once take most of this.
-    await wait_for(lab, lambda: all(p in vip_route(lab) for p in TWO_PATHS), 150,
+    # Under TCG, two instances starting at once take most of this (each separating
+    # privileges starts four Pythons: writer, access check, drop, unprivileged side).
+    await wait_for(lab, lambda: all(p in vip_route(lab) for p in TWO_PATHS), 180,
                    "the router routes the VIP over both balancers")
     for lb in LBS:
         await wait_for(lab, lambda lb=lb: all_up(lab, lb), 60, f"{lb}'s echo reals are up")
@@ -176,6 +178,7 @@ async def test_mh_with_sloppy_tcp_keeps_connections_when_a_balancers_bird_stops(
     assert failed == [] and result["new_failed"] == [], result
     assert all(c["pings"] >= 20 for c in result["long"].values()), result
     assert lab.processes["kglb-lb1"].poll() is None, lab.logs()  # kglb-trio runs on
+    assert lab.separated("lb1") == IN_VM  # the default as root (one process outside the VM)
 
 
 async def test_sync_daemon_keeps_wrr_connections_when_a_balancer_dies(make_lab):

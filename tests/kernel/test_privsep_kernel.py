@@ -1,11 +1,11 @@
-"""``kglb-trio --privsep`` on a real kernel (issue 18): who holds which capability, and
-traffic through the VIP while either process is killed with SIGKILL.
+"""``kglb-trio`` on a real kernel, privilege-separated as it runs as root by default (issue
+18): who holds which capability, and traffic through the VIP while either process is killed
+with SIGKILL.
 
 The topology is test_e2e_traffic's (a client namespace, two busybox httpd
 reals, the VM's root namespace balancing). kglb-trio runs from its CLI as
-root; the unprivileged side runs as uid 65534. The host's Python lives under
-/root (mode 0700) in this environment, so the test opens that directory to
-other users inside the VM's overlay only (the host is not changed).
+root with no mode flag; the unprivileged side runs as uid 65534 (``_unprivileged``
+opens the Python installation to it inside the VM's overlay only).
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ import time
 from pathlib import Path
 
 import pytest
+from _unprivileged import IN_VM, USER, unprivileged_flags
 from test_e2e_traffic import REALS, VIP, fetch, topology  # noqa: F401 (a fixture)
 
 from actors.privileges import CAP_NET_ADMIN, capabilities
 
-IN_VM = os.environ.get("IPVSVM_GUEST") == "1"
-USER = "65534"
 PORT = 80
 
 pytestmark = pytest.mark.skipif(not IN_VM, reason="changes /root's mode: only inside the VM")
@@ -56,8 +55,9 @@ def _free_port() -> int:
 def _start(config: Path, log: Path, state: Path) -> subprocess.Popen:
     with log.open("a") as f:
         return subprocess.Popen(
-            [sys.executable, "-m", "actors.cli", "--config", str(config), "--privsep",
-             "--user", USER, "--state-file", str(state), "--log-format", "console",
+            [sys.executable, "-m", "actors.cli", "--config", str(config),  # the default as root
+             *unprivileged_flags(config.parent), "--state-file", str(state),
+             "--log-format", "console",
              "--status-address", f"127.0.0.1:{_free_port()}"],
             stdout=f, stderr=subprocess.STDOUT)
 
@@ -121,12 +121,7 @@ class Traffic:
 
 
 def test_only_the_writer_holds_net_admin_and_kill_9_of_either_side_drops_nothing(topology):  # noqa: F811
-    os.chmod("/root", 0o755)  # the VM's overlay: the unprivileged user must exec Python
-    # The user cannot write __pycache__: compile once as root, or every start of the
-    # unprivileged side compiles every module again (slow under emulation).
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "actors", "kglb"], check=False)
     directory = Path(tempfile.mkdtemp(prefix="kglb-privsep-"))
-    directory.chmod(0o755)
     config, log, state = _config(directory), directory / "kglb.log", directory / "owned.json"
     writer = _start(config, log, state)
     traffic = None

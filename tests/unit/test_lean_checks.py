@@ -1,7 +1,8 @@
 """The lean engine's tcp and http checks against real loopback servers, hostile ones too.
 
-Every case runs the trio checker (``run_check``) on the same server as well:
-the lean path must report the same reason.
+Every case runs ``run_check`` on the same server as well: it drives the same
+state machine with trio (issue 15: one implementation), and must report the
+same reason as the engine.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import trio
 
 from actors import _lean_checks
 from actors._lean_engine import LeanEngine
-from actors.checks import TUNNEL_SOURCES, run_check
+from actors.checks import CHECKERS, TUNNEL_SOURCES, run_check
 from actors.checks._net import reason_for
 from kglb import ProbeTarget, ServiceKey
 from kglb.config import DnsCheck, HttpCheck, TcpCheck
@@ -52,10 +53,11 @@ async def both(nursery, target: ProbeTarget):
     return lean
 
 
-def http(port: int, host: str = "127.0.0.1", **settings) -> ProbeTarget:
+def http(port: int, host: str = "127.0.0.1", fwmark: int = 0, via=None, **settings):
     settings.setdefault("codes", (200,))
     settings.setdefault("timeout_ms", 2000)
-    return ProbeTarget(address=host, port=port, check=HttpCheck(**settings))
+    return ProbeTarget(address=host, port=port, check=HttpCheck(**settings), fwmark=fwmark,
+                       via=via)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
@@ -144,10 +146,23 @@ def test_plan_covers_only_the_common_checks():
     for check in (HttpCheck(scheme="https"), HttpCheck(follow_redirects=True),
                   HttpCheck(proxy_check_url="http://a/"), DnsCheck(query="a.")):
         assert _lean_checks.plan(ProbeTarget(address="127.0.0.1", port=1, check=check)) is None
-    assert _lean_checks.plan(ProbeTarget(address="localhost", port=1, check=TcpCheck())) is None
-    no_vip = ProbeTarget(address="127.0.0.1", port=1, check=TcpCheck(), fwmark=7,
-                         via=ServiceKey.for_fwmark(7))
-    assert _lean_checks.plan(no_vip) is None  # the trio checker says "no tunnel"
+
+
+
+def test_plan_covers_host_names_and_a_missing_tunnel():
+    """Issue 15: no tcp or plain http target is left to a second implementation."""
+    for check in (TcpCheck(), HttpCheck(codes=(200,))):
+        named = _lean_checks.plan(ProbeTarget(address="localhost", port=1, check=check))
+        assert (named.family, named.address) == (0, "localhost")
+        assert _lean_checks.needs_resolving(named)
+        no_vip = ProbeTarget(address="127.0.0.1", port=1, check=check, fwmark=7,
+                             via=ServiceKey.for_fwmark(7))
+        assert _lean_checks.plan(no_vip) is _lean_checks.NO_TUNNEL
+        assert _lean_checks.open_check(no_vip, _lean_checks.NO_TUNNEL) == "no tunnel"
+    assert not _lean_checks.needs_resolving(_lean_checks.plan(http(1)))
+    # The Host header names the host as configured, not the address it resolves to.
+    named = _lean_checks.plan(http(8080, host="localhost"))
+    assert named.request.startswith(b"GET / HTTP/1.1\r\nHost: localhost:8080\r\n")
 
 
 @needs_mark
@@ -165,6 +180,16 @@ async def test_tunnelled_check_is_marked_bound_and_goes_to_the_vip(nursery, chec
     assert (await lean_check(nursery, target)).passed
     with trio.fail_after(2):
         assert await peers.receive() == "127.0.0.3"
+
+
+@needs_mark
+async def test_a_tunnelled_real_named_by_a_host_name_is_checked(nursery):
+    """Its tunnel source cannot be routed to a name: the kernel picks one, and the
+    check reports what the VIP says (it raised ValueError out of both paths before)."""
+    target = ProbeTarget(address="localhost", port=1, check=TcpCheck(), fwmark=7,
+                         via=ServiceKey.tcp("127.0.0.1", closed_port("127.0.0.1")))
+    TUNNEL_SOURCES.set({})
+    assert (await both(nursery, target)).reason == "refused"
 
 
 class _FailedConnect:
@@ -190,3 +215,76 @@ def test_a_failed_connect_has_the_trio_checkers_reason(code, reason):
     conn = _lean_checks.Conn(_FailedConnect(code), _lean_checks.plan(http(1)))
     assert conn.advance(select.EPOLLERR | select.EPOLLOUT) == reason
     assert reason_for(OSError(code, "x")) == reason
+
+
+def localhost() -> str:
+    """The address "localhost" resolves to first here (what every checker connects to)."""
+    return socket.getaddrinfo("localhost", None, type=socket.SOCK_STREAM)[0][4][0]
+
+
+async def test_host_names_and_a_missing_tunnel_run_on_the_engine(nursery, check_serve,
+                                                                   monkeypatch):
+    """Issue 15: a host-name tcp or http target and a tunnel-less fwmark target are the
+    engine's own checks (on its epoll), not tasks calling the trio checkers."""
+    called = []  # the targets that went through run_check's table (a task check)
+    for kind in (TcpCheck, HttpCheck):
+        def spy(target, settings, checker=CHECKERS[kind]):
+            called.append(target)
+            return checker(target, settings)
+
+        monkeypatch.setitem(CHECKERS, kind, spy)
+    seen: list[bytes] = []
+    address = localhost()
+    tcp_port = await check_serve(lambda stream: stream.aclose(), address)
+    http_port = await check_serve(responder(ok(200), seen=seen), address)
+    targets = {
+        "tcp localhost": ProbeTarget(address="localhost", port=tcp_port, check=TcpCheck()),
+        "http localhost": http(http_port, "localhost"),
+        "a name that does not resolve": ProbeTarget(address="kglb-test.invalid", port=1,
+                                                    check=TcpCheck()),
+        "no tunnel": http(1, fwmark=7, via=ServiceKey.for_fwmark(7)),
+        # The control: https is a task check, so the count below can tell.
+        "https": http(closed_port("127.0.0.1"), scheme="https"),
+    }
+    send, receive = trio.open_memory_channel(len(targets))
+    engine = LeanEngine(lambda probe, result, now: send.send_nowait((probe, result)) or True)
+    await nursery.start(engine.run)
+    probes = {Probe(target): name for name, target in targets.items()}
+    for probe in probes:
+        engine.add(probe)
+    results = {}
+    with trio.fail_after(10):
+        while len(results) < len(targets):
+            probe, result = await receive.receive()
+            results[probes[probe]] = result.reason
+    assert results == {"tcp localhost": "ok", "http localhost": "ok",
+                       "a name that does not resolve": "resolve", "no tunnel": "no tunnel",
+                       "https": "refused"}
+    assert called == [targets["https"]] and engine.task_checks == 1
+    assert seen[0].startswith(f"GET / HTTP/1.1\r\nHost: localhost:{http_port}\r\n".encode())
+
+
+async def test_resolving_is_bounded_by_the_timeout_and_ends_on_remove(nursery, autojump_clock,
+                                                                      monkeypatch):
+    async def never(host, port):
+        await trio.sleep_forever()
+
+    monkeypatch.setattr(_lean_checks, "resolve", never)
+    results = []
+    engine = LeanEngine(lambda probe, result, now: results.append(result) or True)
+    await nursery.start(engine.run)
+    slow = Probe(ProbeTarget(address="slow.test", port=1, check=TcpCheck(timeout_ms=1500)))
+    engine.add(slow)
+    await trio.sleep(1.0)
+    assert engine.in_flight == 1 and results == []
+    await trio.sleep(0.6)
+    assert [(r.reason, round(r.latency, 1)) for r in results] == [("timeout", 1.5)]
+    engine.remove(slow)
+    removed = Probe(ProbeTarget(address="slow.test", port=2, check=TcpCheck()))
+    engine.add(removed)
+    await trio.sleep(0.5)
+    assert engine.in_flight == 1 and removed.limiter.borrowed_tokens == 1
+    engine.remove(removed)
+    await trio.sleep(10)
+    assert engine.in_flight == 0 and removed.limiter.borrowed_tokens == 0
+    assert len(results) == 1  # nothing from the removed probe

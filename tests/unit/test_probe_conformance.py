@@ -1,8 +1,9 @@
 """One verdict for the same bytes: every hostile real, every way a check runs.
 
-The modes: the bare checker (``run_check``), an in-process Prober (the lean
-engine for tcp and plain http, probe tasks for the rest) and a Prober with a
-worker process. Every http case runs twice: plain, and with
+The modes: the bare checker (``run_check``; for tcp and plain http the lean
+engine's state machine driven by trio), an in-process Prober (the lean engine
+for tcp and plain http, host names included, probe tasks for the rest) and a
+Prober with a worker process. Every http case runs twice: plain, and with
 ``followRedirects`` (before issue 15 the two took different code paths and
 disagreed). Each must give the table's reason, and a real that closes its
 connection must fail at once, never after the check's timeout.
@@ -21,11 +22,12 @@ import trio
 
 from actors.checks import run_check
 from actors.probes import Prober
-from kglb import Protocol, ProbeTarget
+from kglb import Protocol, ProbeTarget, ServiceKey
 from kglb.config import DnsCheck, HttpCheck, TcpCheck
 
 import _hostile_reals as reals
 from test_checks_tcp import closed_port, unanswered_port
+from test_lean_checks import localhost
 
 TIMEOUT_MS = 3000
 #: A closed connection must end the check well before its timeout.
@@ -97,6 +99,29 @@ async def test_tcp_hostile_reals(mode, nursery, check_serve):
         results = await first_results(mode, nursery, targets)
     judge(results, {"accepts": ("ok", True),
                     "refused": ("refused", True), "silence (no SYN-ACK)": ("timeout", False)})
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_host_names_and_a_missing_tunnel(mode, nursery, check_serve):
+    """Issue 15: a real named by a host name, one whose name does not resolve, and a
+    tunnelled target whose VIP has no address: the same reason on every path."""
+    tcp_port = await check_serve(reals.close_at_once, localhost())
+    http_port = await check_serve(reals.answer(b"HTTP/1.1 200 OK\r\n\r\n"), localhost())
+    checks = {"tcp": (TcpCheck(timeout_ms=TIMEOUT_MS), tcp_port)}
+    for variant, follow in (("plain", False), ("followRedirects", True)):
+        check = HttpCheck(codes=(200,), follow_redirects=follow, timeout_ms=TIMEOUT_MS)
+        checks[f"http [{variant}]"] = (check, http_port)
+    targets, expected = {}, {}
+    for kind, (check, port) in checks.items():
+        targets[f"{kind} localhost"] = ProbeTarget(address="localhost", port=port, check=check)
+        expected[f"{kind} localhost"] = ("ok", True)
+        targets[f"{kind} unresolvable"] = ProbeTarget(address="kglb-test.invalid", port=port,
+                                                      check=check)
+        expected[f"{kind} unresolvable"] = ("resolve", False)  # a resolver may be slow
+        targets[f"{kind} no tunnel"] = ProbeTarget(address="127.0.0.1", port=port, check=check,
+                                                   fwmark=7, via=ServiceKey.for_fwmark(7))
+        expected[f"{kind} no tunnel"] = ("no tunnel", True)
+    judge(await first_results(mode, nursery, targets), expected)
 
 
 @pytest.mark.parametrize("mode", MODES)
