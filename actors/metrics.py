@@ -27,7 +27,8 @@ The snapshot attributes read (``stats`` is an ``actors.app.KglbStatistics``):
 - ``stats.writer`` (``actors.writer.WriterStatistics``): ``manager_state``,
   ``applied``, ``applied_wall``, ``last_apply_duration``, ``operations``,
   ``errors_by_errno``, ``drift_repairs``, ``owned``, ``foreign_services``,
-  ``foreign_addresses``, ``routes`` (announced), ``counters``, ``counters_at``
+  ``foreign_addresses``, ``routes`` (announced), ``counters``, ``counters_at``,
+  ``refused`` (by reason; None without --privsep)
 - ``stats.prober`` (``actors.probes.ProberStatistics``): ``by_reason``,
   ``in_flight``, ``missed``
 - ``stats.discovery``: ``{balancer identity: actors.discovery.SourceStatus}``
@@ -51,6 +52,7 @@ from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from kglb import BalancerState, ProbeResult
+from kglb.privsep import REFUSAL_REASONS
 
 from .exposition import OPENMETRICS_CONTENT_TYPE, expose, expose_openmetrics
 
@@ -498,6 +500,19 @@ class SnapshotCollector:
         yield from _data_plane(self._stats, self._wall)
         yield from _ours(self._stats, self._lag, self._now, self._wall)
         yield from _discovery(self._stats)
+        yield from _privsep(self._stats.writer)
+
+
+def _privsep(writer) -> Iterator[Metric]:
+    """What the --privsep writer process refused, by reason (every reason, 0 included)."""
+    if writer.refused is None:  # the writer runs in this process: nothing to refuse
+        return
+    refusals = _Family("kglb_trio_privsep_refusals_total", "Frames and desired states the "
+                       "writer process refused (the kernel unchanged), by reason.", "counter",
+                       ("reason",))
+    for reason, n in (dict.fromkeys(REFUSAL_REASONS, 0) | dict(writer.refused)).items():
+        refusals.set(n, reason)
+    yield refusals.metric()
 
 
 def _discovery(stats) -> Iterator[Metric]:

@@ -29,7 +29,6 @@ class Report:
 
     stats: WriterStatistics  # ``applied`` and ``applied_at`` are left at None here
     applied_sequence: int = 0
-    refused: dict[str, int]
     stopped: bool = False
     with_counters: bool = False
 
@@ -108,9 +107,10 @@ def decode_report(payload: bytes) -> Report:
         foreign_services=frozenset(key_of(k) for k in r.foreign_services),
         foreign_addresses=_links(r.foreign_addresses), addresses=_links(r.addresses),
         routes=_routes(r.routes), failing=frozenset(r.failing), held=_routes(r.held),
-        session_established=r.session_established, counters=MappingProxyType(counters))
-    return Report(stats=stats, applied_sequence=r.applied_sequence, refused=dict(r.refused),
-                  stopped=r.stopped, with_counters=bool(r.counters))
+        session_established=r.session_established, counters=MappingProxyType(counters),
+        refused=MappingProxyType(dict(r.refused)))
+    return Report(stats=stats, applied_sequence=r.applied_sequence, stopped=r.stopped,
+                  with_counters=bool(r.counters))
 
 
 def _counts(pb: common_pb2.Stats) -> dict[str, int]:

@@ -93,7 +93,8 @@ class WriterStatistics:
     ``failing`` the groups (VIPs, ``fwmark:N:v4``) backing off after a failure,
     ``held`` the withdrawn routes whose hold has not passed. ``counters`` are
     the IPVS counters of the last read (every ``counters_interval`` seconds),
-    at trio time ``counters_at``.
+    at trio time ``counters_at``. ``refused``: frames and states the writer
+    process refused, by reason (``--privsep``); None with the writer in process.
     """
 
     manager_state: str = ManagerState.INITIAL
@@ -117,6 +118,7 @@ class WriterStatistics:
     session_established: bool = False
     counters: Mapping[ServiceKey, ServiceCounters] = field(default_factory=lambda: _EMPTY)
     counters_at: float | None = None
+    refused: Mapping[str, int] | None = None
 
 
 class Writer:

@@ -51,14 +51,13 @@ class WriterProxy:
         self._sent: deque[tuple[int, DataPlaneState]] = deque(maxlen=_KEEP_SENT)
         self._stats = WriterStatistics()
         self._applied_sequence = 0
-        self.refused: dict[str, int] = {}
         self._stopped = trio.Event()
         self._lost = False
 
     def __repr__(self) -> str:
         s = self._stats
         return (f"<WriterProxy {s.manager_state} sent={self._sequence} "
-                f"applied={self._applied_sequence} refused={self.refused}>")
+                f"applied={self._applied_sequence} refused={dict(s.refused or {})}>")
 
     def statistics(self) -> WriterStatistics:
         return self._stats
@@ -137,7 +136,6 @@ class WriterProxy:
         applied = next((s for q, s in self._sent if q == report.applied_sequence),
                        self._stats.applied)
         self._stats = replace(stats, applied=applied, applied_at=applied_at)
-        self.refused = report.refused
         if report.stopped:
             self._stopped.set()
 

@@ -4,10 +4,12 @@
 a ``Writer`` running in this process. Every frame is bounded and decoded by
 ``kglb.privsep``; every desired state is admitted against the config this
 process read itself (``kglb.privsep.admit``). A refused frame or state is
-logged and counted by reason and changes nothing: the writer keeps working
-on the last admitted state. A broken frame (oversized, truncated) leaves the
-stream out of step, so the connection is dropped; a payload that arrived
-whole but is garbage or not allowed is refused and the connection goes on.
+logged and counted by reason (one of ``REFUSAL_REASONS``; the reports carry
+the counts to the unprivileged side's metrics) and changes nothing: the
+writer keeps working on the last admitted state. A broken frame (oversized,
+truncated) leaves the stream out of step, so the connection is dropped; a
+payload that arrived whole but is garbage or not allowed is refused and the
+connection goes on.
 
 A closed connection is not a shutdown: the kernel stays as it is and the
 server waits for the next connection. Only a ``StopFrame`` closes the
@@ -123,7 +125,9 @@ class WriterServer:
             return
         problems = admit(message.state, self.allowed)
         if problems:
-            self._refuse("not allowed", "; ".join(problems[:5]), problems=len(problems))
+            # Counted once per state, under its first problem's reason; all are logged.
+            self._refuse(problems[0].reason, "; ".join(map(str, problems[:5])),
+                         problems=len(problems))
             return
         self._admitted.append((message.sequence, message.state))
         await self._send_states.send(message.state)

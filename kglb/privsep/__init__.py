@@ -6,7 +6,7 @@ into validated messages (``decode_to_writer``), and every desired state
 checked against what the writer's own config allows (``admit``).
 """
 
-from ._admission import Allowed, admit, allowed_by
+from ._admission import ADMISSION_REASONS, REFUSAL_REASONS, Allowed, Problem, admit, allowed_by
 from ._codec import (
     decode_to_writer,
     encode_to_writer,
@@ -19,14 +19,18 @@ from ._codec import (
     put_route,
     route_of,
 )
-from ._frame import MAX_FRAME, FrameError, FrameReader, encode_frame
+from ._frame import FRAME_REASONS, MAX_FRAME, FrameError, FrameReader, encode_frame
 from ._messages import StateFrame, StopFrame
 
 __all__ = [
+    "ADMISSION_REASONS",
+    "FRAME_REASONS",
     "MAX_FRAME",
+    "REFUSAL_REASONS",
     "Allowed",
     "FrameError",
     "FrameReader",
+    "Problem",
     "StateFrame",
     "StopFrame",
     "admit",

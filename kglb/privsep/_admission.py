@@ -15,22 +15,46 @@ could have produced:
 * a route is a balancer's configured route (prefix, ASNs, communities, hold).
 
 A state that breaks any rule is refused whole (the kernel keeps the last
-admitted one), and every problem is named. Foreign kernel objects stay out of
-reach twice: they are not in the config, and the writer's ownership rules
-never touch what it did not create.
+admitted one), and every problem is named, with one of four countable reasons
+(``ADMISSION_REASONS``): what kind of object the config does not allow.
+Foreign kernel objects stay out of reach twice: they are not in the config,
+and the writer's ownership rules never touch what it did not create.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
 
 from .._model import DataPlaneState, Family, ForwardMethod, LinkAddress, Route, Service, ServiceKey
 from ..config._types import Config
 from ..fwmark import DEFAULT_BASE, DEFAULT_SIZE
+from ._frame import FRAME_REASONS
 
-__all__ = ["Allowed", "admit", "allowed_by"]
+__all__ = ["ADMISSION_REASONS", "REFUSAL_REASONS", "Allowed", "Problem", "admit", "allowed_by"]
+
+#: Why a desired state is not admitted: a bounded set, so each is a metric label.
+ADMISSION_REASONS = ("service not allowed", "settings not allowed", "address not allowed",
+                     "route not allowed")
+#: Every reason the writer counts a refusal under (kglb_trio_privsep_refusals_total).
+REFUSAL_REASONS = FRAME_REASONS + ADMISSION_REASONS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """One rule a desired state breaks: a countable ``reason`` and what broke it."""
+
+    reason: str
+    detail: str
+
+    def __post_init__(self) -> None:
+        if self.reason not in ADMISSION_REASONS:
+            raise ValueError(f"not an admission reason: {self.reason!r}")
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,27 +89,32 @@ def allowed_by(config: Config, fwmarks: range = range(DEFAULT_BASE, DEFAULT_BASE
                    fwmark_families=frozenset(families), fwmarks=fwmarks)
 
 
-def admit(state: DataPlaneState, allowed: Allowed) -> list[str]:
+def admit(state: DataPlaneState, allowed: Allowed) -> list[Problem]:
     """Every rule ``state`` breaks (see the module docstring); [] = admitted."""
     problems = []
+    settings = partial(Problem, reason="settings not allowed")
     for s in state.services:
         key = s.key
         own = allowed.services.get(key)
         if own is not None:
             if s.service != own:
-                problems.append(f"{key}: settings differ from the config ({s.service})")
+                problems.append(settings(detail=f"{key}: settings differ from the config "
+                                                f"({s.service})"))
             forward = allowed.forwards[key]
             if any(r.forward is not forward for r in s.reals):
-                problems.append(f"{key}: a real not forwarded by {forward.name}")
+                problems.append(settings(detail=f"{key}: a real not forwarded by {forward.name}"))
         elif key.fwmark and key.fwmark in allowed.fwmarks and key.family in allowed.fwmark_families:
             if s.service.scheduler != "rr" or s.service.flags or len(s.reals) > 1:
-                problems.append(f"{key}: not a tunnelled check's service")
+                problems.append(settings(detail=f"{key}: not a tunnelled check's service"))
         else:
-            problems.append(f"{key}: not a service of the config")
-    problems += [f"VIP {a.address} on {a.link}: not in the config"
+            problems.append(Problem(reason="service not allowed",
+                                    detail=f"{key}: not a service of the config"))
+    problems += [Problem(reason="address not allowed",
+                         detail=f"VIP {a.address} on {a.link}: not in the config")
                  for a in state.addresses if a not in allowed.addresses]
     for route in state.routes:
         hold = allowed.routes.get(route)
         if hold is None or hold != route.hold_time_ms:
-            problems.append(f"route {route.prefix}: not in the config")
+            problems.append(Problem(reason="route not allowed",
+                                    detail=f"route {route.prefix}: not in the config"))
     return problems

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["FrameError", "FrameReader", "MAX_FRAME", "encode_frame"]
+__all__ = ["FRAME_REASONS", "FrameError", "FrameReader", "MAX_FRAME", "encode_frame"]
 
 _HEADER = struct.Struct(">I")
 
@@ -22,10 +22,18 @@ _HEADER = struct.Struct(">I")
 MAX_FRAME = 64 << 20
 
 
+#: Why a frame or payload is refused: a bounded set, so each is a metric label.
+#: The first three break the stream (the connection is dropped), the others
+#: are whole payloads the codec refuses (``decode_to_writer``).
+FRAME_REASONS = ("oversized", "empty", "truncated", "garbage", "unknown message", "invalid state")
+
+
 class FrameError(Exception):
-    """A frame or payload refused. ``reason`` is short and countable."""
+    """A frame or payload refused. ``reason`` is one of ``FRAME_REASONS``."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
+        if reason not in FRAME_REASONS:
+            raise ValueError(f"not a frame reason: {reason!r}")
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail

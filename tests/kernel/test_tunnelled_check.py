@@ -52,6 +52,31 @@ def in_ns(ns: str, *commands: str) -> None:
     sh(*(f"ip netns exec {ns} {command}" for command in commands))
 
 
+def add_real(ns: str, link: str, lb: str, rs: str, *, tunnel: bool, vip: str = VIP) -> None:
+    """A real in namespace ``ns`` at ``rs``, behind ``lb`` on veth ``link``; with ``tunnel``
+    it also holds ``vip`` and decapsulates IPIP (needs ``modprobe ipip``)."""
+    sh(f"ip netns add {ns}",
+       f"ip link add {link} type veth peer name eth0 netns {ns}",
+       f"ip addr add {lb}/24 dev {link}", f"ip link set {link} up",
+       # tunnel: the real answers from the VIP, a local address here
+       f"sysctl -qw net.ipv4.conf.{link}.accept_local=1 net.ipv4.conf.{link}.rp_filter=0")
+    in_ns(ns, "ip link set lo up", f"ip addr add {rs}/24 dev eth0", "ip link set eth0 up",
+          f"ip route add default via {lb}")
+    if tunnel:
+        in_ns(ns, f"ip addr add {vip}/32 dev lo", "ip link set tunl0 up",
+              "sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.tunl0.rp_filter=0"
+              " net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2")
+
+
+def remove_reals(servers: dict, namespaces) -> None:
+    """Stop the reals' ``servers`` and delete their ``namespaces`` (their veths go with them)."""
+    for server in servers.values():
+        server.kill()
+        server.wait()
+    for ns in namespaces:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
 @pytest.fixture(params=["tunnel", "masq"])
 def topology(request):
     method = request.param
@@ -62,18 +87,7 @@ def topology(request):
         sh("modprobe ipip")
     try:
         for index, (ns, (lb, rs, status, mark)) in enumerate(REALS.items()):
-            link = f"kt-v{index}"
-            sh(f"ip netns add {ns}",
-               f"ip link add {link} type veth peer name eth0 netns {ns}",
-               f"ip addr add {lb}/24 dev {link}", f"ip link set {link} up",
-               # tunnel: the real answers from the VIP, a local address here
-               f"sysctl -qw net.ipv4.conf.{link}.accept_local=1 net.ipv4.conf.{link}.rp_filter=0")
-            in_ns(ns, "ip link set lo up", f"ip addr add {rs}/24 dev eth0", "ip link set eth0 up",
-                  f"ip route add default via {lb}")
-            if method == "tunnel":
-                in_ns(ns, f"ip addr add {VIP}/32 dev lo", "ip link set tunl0 up",
-                      "sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.tunl0.rp_filter=0"
-                      " net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2")
+            add_real(ns, f"kt-v{index}", lb, rs, tunnel=method == "tunnel")
             servers[ns] = subprocess.Popen(
                 ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, str(status)],
                 stdout=subprocess.PIPE, text=True)
@@ -85,11 +99,7 @@ def topology(request):
                f"ipvsadm -A -f {mark} -s rr", f"ipvsadm -a -f {mark} -r {rs}:80 {flag}")
         yield servers
     finally:
-        for server in servers.values():
-            server.kill()
-            server.wait()
-        for ns in REALS:
-            subprocess.run(["ip", "netns", "del", ns], check=False)
+        remove_reals(servers, REALS)
 
 
 def tunnelled(ns: str, check) -> ProbeTarget:

@@ -31,8 +31,12 @@ from kglb import (
 from kglb.config import load
 from kglb.pb import privsep_pb2
 from kglb.privsep import (
+    ADMISSION_REASONS,
+    FRAME_REASONS,
+    REFUSAL_REASONS,
     FrameError,
     FrameReader,
+    Problem,
     StateFrame,
     StopFrame,
     admit,
@@ -193,14 +197,19 @@ def test_random_bytes_never_raise_anything_but_frame_error(data):
 ALLOWED = allowed_by(CONFIG)
 
 
+def _admit(state, allowed):
+    """The problems as text; each reason is checked by the tests that name it."""
+    return [str(p) for p in admit(state, allowed)]
+
+
 def test_what_the_generator_sends_is_admitted():
-    assert admit(_state(), ALLOWED) == []
+    assert _admit(_state(), ALLOWED) == []
 
 
 def test_a_foreign_service_is_refused():
     # kube-proxy's service: in the kernel, never in our config.
     foreign = ServiceState(service=Service(key=ServiceKey.tcp("10.96.0.1", 443)))
-    problems = admit(_state(services=_state().services + (foreign,)), ALLOWED)
+    problems = _admit(_state(services=_state().services + (foreign,)), ALLOWED)
     assert problems == ["TCP 10.96.0.1:443: not a service of the config"]
 
 
@@ -208,18 +217,18 @@ def test_a_vip_outside_the_config_is_refused():
     state = _state(addresses=(LinkAddress(link="lo", address="192.0.2.10"),
                               LinkAddress(link="lo", address="203.0.113.9"),
                               LinkAddress(link="eth0", address="192.0.2.10")))
-    assert admit(state, ALLOWED) == ["VIP 192.0.2.10 on eth0: not in the config",
+    assert _admit(state, ALLOWED) == ["VIP 192.0.2.10 on eth0: not in the config",
                                      "VIP 203.0.113.9 on lo: not in the config"]
 
 
 def test_a_service_of_the_config_with_other_settings_is_refused():
     other = ServiceState(service=Service(key=WEB.key, scheduler="rr"), name="web")
-    problems = admit(_state(services=(other,)), ALLOWED)
+    problems = _admit(_state(services=(other,)), ALLOWED)
     assert len(problems) == 1 and "settings differ" in problems[0]
     masq = ServiceState(service=WEB.service, reals=(
         Real(key=RealKey(address="198.51.100.11", port=8080), weight=1,
              forward=ForwardMethod.MASQ),))
-    assert admit(_state(services=(masq,)), ALLOWED) == [
+    assert _admit(_state(services=(masq,)), ALLOWED) == [
         "TCP 192.0.2.10:80: a real not forwarded by TUNNEL"]
 
 
@@ -229,16 +238,16 @@ def test_fwmark_services_only_in_the_pool_and_for_balancers_with_fwmarks():
                            reals=tuple(_real(f"198.51.100.{i + 1}") for i in range(reals)))
         return _state(services=(svc,))
 
-    assert admit(with_mark(14999), ALLOWED) == []
-    assert admit(with_mark(9999), ALLOWED) == ["FWM 9999 v4: not a service of the config"]
-    assert admit(with_mark(10001, Family.INET6), ALLOWED) == [
+    assert _admit(with_mark(14999), ALLOWED) == []
+    assert _admit(with_mark(9999), ALLOWED) == ["FWM 9999 v4: not a service of the config"]
+    assert _admit(with_mark(10001, Family.INET6), ALLOWED) == [
         "FWM 10001 v6: not a service of the config"]
-    assert admit(with_mark(10001, reals=2), ALLOWED) == [
+    assert _admit(with_mark(10001, reals=2), ALLOWED) == [
         "FWM 10001 v4: not a tunnelled check's service"]
     no_fwmarks = json.loads(EXAMPLE.read_text())
     for b in no_fwmarks["balancers"]:
         b.pop("enableFwmarks", None)
-    assert admit(with_mark(10001), allowed_by(load(json.dumps(no_fwmarks)))) == [
+    assert _admit(with_mark(10001), allowed_by(load(json.dumps(no_fwmarks)))) == [
         "FWM 10001 v4: not a service of the config"]
 
 
@@ -248,8 +257,32 @@ def test_a_route_must_be_the_configured_one():
                   communities=route.communities, hold_time_ms=route.hold_time_ms)
     shorter_hold = Route(prefix=route.prefix, local_asn=route.local_asn, peer_asn=route.peer_asn,
                          communities=route.communities, hold_time_ms=0)
-    assert admit(_state(routes=(other, shorter_hold)), ALLOWED) == [
+    assert _admit(_state(routes=(other, shorter_hold)), ALLOWED) == [
         "route 192.0.2.0/24: not in the config", "route 192.0.2.10/32: not in the config"]
+
+
+def test_each_kind_of_refused_state_has_its_own_countable_reason():
+    foreign = ServiceState(service=Service(key=ServiceKey.tcp("10.96.0.1", 443)))
+    other = ServiceState(service=Service(key=WEB.key, scheduler="rr"), name="web")
+    route = Route(prefix="192.0.2.0/24", local_asn=65001, peer_asn=65000)
+    cases = {
+        "service not allowed": _state(services=_state().services + (foreign,)),
+        "settings not allowed": _state(services=(other,)),
+        "address not allowed": _state(addresses=(LinkAddress(link="lo", address="203.0.113.9"),)),
+        "route not allowed": _state(routes=(route,)),
+    }
+    assert {reason: [p.reason for p in admit(state, ALLOWED)]
+            for reason, state in cases.items()} == {reason: [reason] for reason in cases}
+    assert set(cases) == set(ADMISSION_REASONS)
+    assert set(REFUSAL_REASONS) == set(ADMISSION_REASONS) | set(FRAME_REASONS)
+
+
+def test_a_reason_outside_the_bounded_set_cannot_exist():
+    # Each reason is a metric label: an unbounded one would be a cardinality leak.
+    with pytest.raises(ValueError):
+        FrameError("something new")
+    with pytest.raises(ValueError):
+        Problem(reason="not allowed", detail="x")
 
 
 def test_only_changed_services_travel_and_the_rest_comes_from_the_previous_state():

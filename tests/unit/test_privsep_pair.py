@@ -16,6 +16,7 @@ import trio
 from _control_fakes import FakeCheck, balancer_config
 
 from actors.app import run_kglb
+from actors.metrics import render_metrics
 from actors.dataplane import MemoryDataPlane
 from actors.privsep_report import decode_report
 from actors.probes import Prober
@@ -32,7 +33,15 @@ from kglb import (
     ServiceState,
 )
 from kglb.config import Config
-from kglb.privsep import FrameReader, StateFrame, StopFrame, allowed_by, encode_frame, encode_to_writer
+from kglb.privsep import (
+    REFUSAL_REASONS,
+    FrameReader,
+    StateFrame,
+    StopFrame,
+    allowed_by,
+    encode_frame,
+    encode_to_writer,
+)
 
 CONFIG = Config(balancers=(balancer_config(rise=1, fall=1),))
 VIP = ServiceKey.tcp("10.0.0.1", 80)
@@ -70,16 +79,23 @@ async def _until(predicate, timeout=10):
             await trio.sleep(0.01)
 
 
+async def _control_plane_through_the_socket(nursery, side, wrap=lambda stream: stream):
+    """run_kglb on the unprivileged side, its writer ``side``'s behind a socketpair:
+    (its handle, the proxy's stream as ``wrap`` made it)."""
+    await nursery.start(side.run_writer)
+    ours, theirs = _pair()
+    nursery.start_soon(partial(side.server.serve, theirs, stopped=side.stopped))
+    stream = wrap(ours)
+    proxy = WriterProxy(stream)
+    return await nursery.start(partial(
+        run_kglb, CONFIG, prober=Prober(check=FakeCheck(), jitter=0), writer=proxy,
+        speaker=RemoteSpeaker(proxy))), stream
+
+
 async def test_run_kglb_through_the_socket_applies_and_shuts_down_gracefully(tmp_path):
     side = Side(tmp_path)
-    ours, theirs = _pair()
     async with trio.open_nursery() as nursery:
-        await nursery.start(side.run_writer)
-        nursery.start_soon(partial(side.server.serve, theirs, stopped=side.stopped))
-        proxy = WriterProxy(ours)
-        handle = await nursery.start(partial(
-            run_kglb, CONFIG, prober=Prober(check=FakeCheck(), jitter=0), writer=proxy,
-            speaker=RemoteSpeaker(proxy)))
+        handle, _ = await _control_plane_through_the_socket(nursery, side)
         await _until(lambda: handle.statistics().writer.applied is not None
                      and handle.statistics().writer.applied == handle.statistics().desired
                      and any(r.weight for s in side.dp.state.services for r in s.reals))
@@ -92,6 +108,67 @@ async def test_run_kglb_through_the_socket_applies_and_shuts_down_gracefully(tmp
     # The StopFrame made the writer remove what it owned; the server saw no refusal.
     assert side.dp.state.services == () and side.dp.state.addresses == ()
     assert dict(side.server.refused()) == {}
+
+
+class Tap(trio.abc.Stream):
+    """The proxy's stream, with a way in for a frame of the test's between the proxy's own."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self._lock = trio.Lock()
+
+    async def send_all(self, data):
+        async with self._lock:
+            await self.stream.send_all(data)
+
+    inject = send_all
+
+    async def wait_send_all_might_not_block(self):
+        await self.stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes=None):
+        return await self.stream.receive_some(max_bytes)
+
+    async def aclose(self):
+        await self.stream.aclose()
+
+
+def _refusal_lines(handle):
+    text = render_metrics(handle.statistics()).decode()
+    return {line for line in text.splitlines()
+            if line.startswith("kglb_trio_privsep_refusals_total{")}
+
+
+async def test_refusals_reach_the_unprivileged_sides_metrics(tmp_path):
+    side = Side(tmp_path)
+    async with trio.open_nursery() as nursery:
+        handle, tap = await _control_plane_through_the_socket(nursery, side, wrap=Tap)
+        await _until(lambda: handle.statistics().writer.refused is not None)
+        # Every reason is a series from the first report on, at 0 (rate() works from the start).
+        assert _refusal_lines(handle) == {
+            f'kglb_trio_privsep_refusals_total{{reason="{r}"}} 0.0' for r in REFUSAL_REASONS}
+        # What a compromised unprivileged side could slip in: garbage and a VIP of its own.
+        await tap.inject(encode_frame(b"\xff\xfe garbage"))
+        await tap.inject(encode_frame(encode_to_writer(
+            StateFrame(sequence=1000, state=state(5, vip="10.0.0.2")))))
+        await _until(lambda: sum((handle.statistics().writer.refused or {}).values()) == 2)
+        lines = _refusal_lines(handle)
+        assert 'kglb_trio_privsep_refusals_total{reason="garbage"} 1.0' in lines
+        assert 'kglb_trio_privsep_refusals_total{reason="address not allowed"} 1.0' in lines
+        assert 'kglb_trio_privsep_refusals_total{reason="oversized"} 0.0' in lines
+        assert "10.0.0.2" not in {a.address for a in side.dp.state.addresses}
+        nursery.cancel_scope.cancel()
+
+
+async def test_no_refusal_metric_with_the_writer_in_process():
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(partial(
+            run_kglb, CONFIG, prober=Prober(check=FakeCheck(), jitter=0),
+            dataplane=MemoryDataPlane()))
+        await _until(lambda: handle.statistics().writer.applied is not None)
+        assert handle.statistics().writer.refused is None
+        assert _refusal_lines(handle) == set()
+        nursery.cancel_scope.cancel()
 
 
 class Peer:
@@ -147,9 +224,9 @@ async def test_garbage_foreign_and_outside_states_are_refused_and_the_kernel_is_
         other = ServiceState(service=Service(key=ServiceKey.tcp("10.0.0.9", 80)))
         await peer.send(StateFrame(sequence=4, state=state(5, 5, extra=(other,))))
         await _until(lambda: sum(side.server.refused().values()) == 4)
-        assert dict(side.server.refused()) == {"garbage": 1, "not allowed": 3}
-        await _until(lambda: peer.reports and peer.reports[-1].refused == {
-            "garbage": 1, "not allowed": 3})
+        counted = {"garbage": 1, "service not allowed": 2, "address not allowed": 1}
+        assert dict(side.server.refused()) == counted
+        await _until(lambda: peer.reports and peer.reports[-1].stats.refused == counted)
         assert side.dp.state == kernel and side.dp.attempts == applied
         assert not done.is_set()  # a whole payload refused: the connection goes on
 

@@ -61,7 +61,9 @@ def _execed(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"actors.cli" in cmdline and b"actors.privileges" not in cmdline
+    # Between fork and exec the child still has the writer's command line (and all of
+    # its capabilities): only the exec'd unprivileged side has --privsep-fd.
+    return b"--privsep-fd" in cmdline and b"actors.privileges" not in cmdline
 
 
 def _child(proc, other_than=None):
