@@ -137,6 +137,29 @@ def test_the_grain_is_at_most_a_fiftieth_of_the_shortest_interval():
     assert h.at(10.65) == pytest.approx(10.652)  # never finer than a tick (2 ms)
 
 
+def test_the_deadline_of_a_check_that_ended_does_not_wake_the_engine():
+    h = Harness()
+    h.engine.add(refused(interval=10.0))  # tcp: a 5 s timeout, refused within the step
+    assert h.at(0.0) == 10.0  # the next due time, not the dead deadline at 5.0
+
+
+def test_deadlines_of_ended_checks_do_not_pile_up_behind_a_slow_one(silent):
+    """Issue 15 (RSS at 10k): one check slow to end kept every later deadline in the
+    heap for a whole timeout (27k entries, 3.8 MB, at 10k checks/s)."""
+    h = Harness()
+    h.engine.add(hanging(silent, interval=100.0, timeout_ms=60_000))
+    quick = [refused(interval=0.1, tokens=1000) for _ in range(100)]
+    for probe in quick:
+        h.engine.add(probe)
+    now = 0.0
+    while now < 5:
+        while h.at(now) <= now:  # a step starts at most STARTS_PER_STEP: go on
+            pass
+        now += 0.1
+    assert len(h.results) >= 4000 and h.engine.in_flight == 1
+    assert len(h.engine._deadlines) <= 2 * h.engine.in_flight + 64
+
+
 def test_jitter_is_bounded_and_the_first_gap_spread():
     h = Harness(jitter=0.1)
     probe = refused(interval=1.0)
