@@ -61,6 +61,7 @@ from ._cmd_run import _print_operations
 from .app import writer_settings
 from .config_file import read_config
 from .exit_codes import ExitCode
+from .gc_policy import settle_gc
 from .privileges import so_mark_needs_net_admin
 from .signals import run_signal_handler
 from .supervisor import RestartBudget, open_supervisor
@@ -199,6 +200,7 @@ async def _serve(args, config: Config, writer: Writer, speaker, dataplane) -> in
                 if hasattr(speaker, "run"):
                     await nursery.start(speaker.run)
                 await nursery.start(run_writer)
+                settle_gc()  # as in one process: the writer holds whole states (gc_policy)
                 await nursery.start(partial(run_signal_handler, shutdown=shutdown, force=force,
                                             reload=reload))
                 await nursery.start(sdnotify.run_watchdog)

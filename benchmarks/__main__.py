@@ -27,6 +27,8 @@ HARNESSES = {
                      "kill -9 at random instants of a first apply: leaks; a flip beside a hold"),
     "privsep": ("benchmarks.privsep",
                 "what the writer's process boundary costs per desired state, beside plan()"),
+    "privsep-e2e": ("benchmarks.privsep_e2e",
+                    "check result -> data plane at 10k reals: kglb-trio vs kglb-trio --privsep"),
     "status-load": ("benchmarks.status_load",
                     "/healthz, probing and RSS under 500 slowloris + 20 non-reading scrapers"),
     "status-page": ("benchmarks.status_page",
