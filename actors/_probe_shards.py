@@ -118,6 +118,7 @@ class Shards:
         self._prober = prober
         self._workers = [_Worker(index) for index in range(count)]
         self._limiters = _LimiterNames()
+        self._budget = None  # set by start()
         self._command = []
         if count:
             self._command = [sys.executable, "-m", "actors.probe_worker", _check_spec(check),
@@ -132,9 +133,21 @@ class Shards:
 
     async def start(self, nursery: trio.Nursery, budget) -> None:
         """Start every worker process; their exits count against ``budget`` (a
-        :class:`actors.supervisor.RestartBudget`, shared with every actor)."""
+        :class:`actors.supervisor.RestartBudget`, shared with every actor; None:
+        one of these workers' own, made at their first exit)."""
+        self._budget = budget
         for worker in self._workers:
-            nursery.start_soon(self._supervise, worker, budget)
+            nursery.start_soon(self._supervise, worker)
+
+    def _crashed(self, worker: _Worker, now: float, code: int | None) -> None:
+        if self._budget is None:
+            # Imported at the first exit only: the supervisor's imports (metrics,
+            # balancers, structlog) are ~10 MB of RSS that a Prober run on its own
+            # (a probe worker's, or benchmarks/probes.py's) does without.
+            from .supervisor import RestartBudget
+
+            self._budget = RestartBudget()
+        self._budget.crashed(f"probe worker {worker.index}", now, ProbeWorkerExited(code))
 
     def _watch_command(self, probe) -> WatchCommand:
         limiter = probe.limiter
@@ -163,7 +176,7 @@ class Shards:
     def checks_done(self) -> list[tuple[int, Counter[str]]]:
         return [worker.checks_done() for worker in self._workers]
 
-    async def _supervise(self, worker: _Worker, budget) -> None:
+    async def _supervise(self, worker: _Worker) -> None:
         backoff = _BACKOFF_FIRST
         while True:
             started = trio.current_time()
@@ -175,7 +188,7 @@ class Shards:
             # Logged ("actor crashed") and counted like any actor's crash (restarts,
             # actor_restarts_total); past the shared intensity this raises, and the
             # process stops as for any crash loop.
-            budget.crashed(f"probe worker {worker.index}", now, ProbeWorkerExited(code))
+            self._crashed(worker, now, code)
             await trio.sleep(backoff)
             backoff = min(backoff * 2, _BACKOFF_MAX)
 

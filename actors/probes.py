@@ -44,8 +44,8 @@ and statistics stay here, the checks run there. Use it above about
 With ``lean`` on (the default) and the stock ``run_check``, tcp and
 plain-http checks (a real named by a host name too: it is resolved first)
 run as state machines on the driver's epoll, no task per check, at a
-fraction of the CPU (benchmarks/probes.py), with due times to within its 2 ms
-tick; the other checks, and any injected check function, run as one task per
+fraction of the CPU (benchmarks/probes.py), with due times to within its 20 ms
+grain (every check's: see "Precision" in actors/_lean_engine.py); the other checks, and any injected check function, run as one task per
 check started by the driver. ``run_check`` drives the same state machines for
 tcp and plain http, so each has one implementation; every path reports the
 same reasons for the same bytes (tests/unit/test_probe_conformance.py).
@@ -194,12 +194,6 @@ class Prober:
             task_status = trio.TASK_STATUS_IGNORED  # started already
 
     async def _run(self, budget, task_status) -> None:
-        if budget is None and self._shards:
-            # Imported here: the supervisor's imports (metrics, balancers) are ~8 MB
-            # of RSS that a probe worker, whose Prober has no workers, does without.
-            from .supervisor import RestartBudget
-
-            budget = RestartBudget()
         driver = self._driver = self._new_driver()
         try:
             async with trio.open_nursery() as nursery:

@@ -35,11 +35,15 @@ class RealsInfo:
     pids: tuple[int, ...]
 
 
+def _nofile() -> int:
+    """The hard open-files limit: all nginx may raise itself to."""
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return 1 << 20 if nofile == resource.RLIM_INFINITY else nofile
+
+
 def nginx_config(addresses: list[str], *, port: int, workdir: Path) -> str:
     """An nginx.conf answering ``200 ok`` on every ``address:port``, with no logs."""
-    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # all nginx may raise itself to
-    if nofile == resource.RLIM_INFINITY:
-        nofile = 1 << 20
+    nofile = _nofile()
     listens = "".join(f"    listen {a}:{port} backlog=1024;\n" for a in addresses)
     temp = "".join(
         f"  {kind}_temp_path {workdir}/{kind};\n"
@@ -131,13 +135,23 @@ def run_reals(
             raise RuntimeError("benchmarks._reals did not start (see its error above)")
         description = f"python selectors server ({len(python_served)} addresses)"
         if use_nginx and steady:
-            conf = workdir / "nginx.conf"
-            conf.write_text(nginx_config(steady, port=port, workdir=workdir))
-            ng = subprocess.Popen([nginx, "-p", str(workdir), "-c", str(conf)])
-            procs.append(ng)
-            _wait_connectable(steady[-1], port, ng, timeout=60)
+            # One fd per listener and per connection: past half the open-files
+            # limit (20,000 on a shared host, which root here may not raise),
+            # the addresses are split over several nginx processes.
+            chunk = max(1000, _nofile() // 2)
+            parts = [steady[i:i + chunk] for i in range(0, len(steady), chunk)]
+            for index, part in enumerate(parts):
+                where = workdir if len(parts) == 1 else workdir / f"nginx-{index}"
+                where.mkdir(parents=True, exist_ok=True)
+                conf = where / "nginx.conf"
+                conf.write_text(nginx_config(part, port=port, workdir=where))
+                ng = subprocess.Popen([nginx, "-p", str(where), "-c", str(conf)])
+                procs.append(ng)
+                _wait_connectable(part[-1], port, ng, timeout=60)
             version = subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()
-            description = f"{version.removeprefix('nginx version: ')} 1 worker ({len(steady)} addresses) + {description}"
+            description = (f"{version.removeprefix('nginx version: ')} 1 worker ({len(steady)} "
+                           f"addresses{f' over {len(parts)} processes' if len(parts) > 1 else ''})"
+                           f" + {description}")
         yield RealsInfo(control=control, description=description, pids=tuple(p.pid for p in procs))
     finally:
         for proc in reversed(procs):

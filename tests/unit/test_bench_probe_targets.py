@@ -15,12 +15,12 @@ def test_every_target_a_row_can_judge_is_judged():
         {"phase": "lean", "workers": 0, "check": "http", "reals": 10000, "ratio": 0.1,
          "missed": 3, "rss_mb": 40.0},
         {"phase": "prober", "workers": 1, "check": "tcp", "reals": 10000, "ratio": 9.0,
-         "missed": 0, "rss_mb": 81.0},
+         "missed": 0, "rss_mb": 81.0, "footprint_mb": 70.0},
     ]
     assert targets(rows) == [
         "http 10000 lean w=0: cpu ratio 0.1 <= 0.54 (Go 109–114 µs/check): met",
         "http 10000 lean w=0: missed intervals 3 == 0: NOT met",
         "http 10000 lean w=0: rss 40.0 MB <= 47 MB: met",
         "tcp 10000 prober w=1: cpu ratio 9.0 <= 0.38 (Go 44–46 µs/check): NOT met",
-        "tcp 10000 prober w=1: rss 81.0 MB <= 80 MB: NOT met",
+        "tcp 10000 prober w=1: rss 81.0 MB <= 80 MB: NOT met (shared pages once: 70.0 MB)",
     ]

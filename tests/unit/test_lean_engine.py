@@ -94,6 +94,72 @@ def test_the_next_wake_up_is_the_next_due_time_within_ticks(silent):
     assert h.at(2.6) == pytest.approx(2.6005)  # a full limiter: every quarter tick
 
 
+def test_due_checks_start_in_batches_a_grain_apart():
+    """Issue 15 (tcp at 1k checks/s): due times within a grain (20 ms at a 1 s
+    interval) share a wake-up; a check starts at most a grain late, and its
+    period is kept from its due time, not stretched by the grain."""
+    h = Harness()
+    a, b = refused(interval=1.0), refused(interval=1.005)
+    h.engine.add(a)
+    h.engine.add(b)
+    assert h.at(0.0) == 1.0
+    assert h.at(1.0) == pytest.approx(1.02)  # b is due at 1.005: with the next batch
+    h.at(1.005)  # a step in between (a poll) starts no due check
+    assert h.at(1.02) == pytest.approx(2.0)
+    for now in (2.0, 2.015, 2.02, 3.0, 3.015, 3.02):
+        h.at(now)
+    assert h.starts(a) == [0.0, 1.0, 2.0, 3.0]
+    assert h.starts(b) == [0.0, 1.02, 2.02, 3.02]  # due 1.005, 2.01, 3.015
+    assert h.engine.missed == 0
+
+
+def test_the_grain_is_at_most_a_fiftieth_of_the_shortest_interval():
+    h = Harness()
+
+    def pair(interval: float, apart: float):
+        # Two probes added now whose second checks are due ``apart`` seconds apart.
+        first, second = refused(interval=interval), refused(interval=interval + apart)
+        h.engine.add(first)
+        h.engine.add(second)
+        return first, second
+
+    a, b = pair(10.0, 0.005)
+    h.at(0.0)
+    assert h.at(10.0) == pytest.approx(10.02)  # 20 ms at most
+    h.now = 10.03
+    c, d = pair(0.5, 0.005)
+    h.at(10.03)  # an add starts a batch at once: c, d and b (due 10.005)
+    assert h.starts(b) == [0.0, 10.03] and h.starts(c) == h.starts(d) == [10.03]
+    assert h.at(10.53) == pytest.approx(10.54)  # 10 ms: 2% of 0.5 s
+    h.now = 10.6
+    e, f = pair(0.05, 0.001)
+    h.at(10.6)
+    assert h.at(10.65) == pytest.approx(10.652)  # never finer than a tick (2 ms)
+
+
+def test_the_deadline_of_a_check_that_ended_does_not_wake_the_engine():
+    h = Harness()
+    h.engine.add(refused(interval=10.0))  # tcp: a 5 s timeout, refused within the step
+    assert h.at(0.0) == 10.0  # the next due time, not the dead deadline at 5.0
+
+
+def test_deadlines_of_ended_checks_do_not_pile_up_behind_a_slow_one(silent):
+    """Issue 15 (RSS at 10k): one check slow to end kept every later deadline in the
+    heap for a whole timeout (27k entries, 3.8 MB, at 10k checks/s)."""
+    h = Harness()
+    h.engine.add(hanging(silent, interval=100.0, timeout_ms=60_000))
+    quick = [refused(interval=0.1, tokens=1000) for _ in range(100)]
+    for probe in quick:
+        h.engine.add(probe)
+    now = 0.0
+    while now < 5:
+        while h.at(now) <= now:  # a step starts at most STARTS_PER_STEP: go on
+            pass
+        now += 0.1
+    assert len(h.results) >= 4000 and h.engine.in_flight == 1
+    assert len(h.engine._deadlines) <= 2 * h.engine.in_flight + 64
+
+
 def test_jitter_is_bounded_and_the_first_gap_spread():
     h = Harness(jitter=0.1)
     probe = refused(interval=1.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from actors._lean_engine import TICK
+from actors._lean_engine import GRAIN
 from actors.probes import Prober, Unwatch, Watch, suggested_workers
 from actors.supervisor import RestartBudget, open_supervisor
 from kglb import CheckResult, ProbeTarget
@@ -77,14 +77,16 @@ async def test_jitter_is_bounded_and_spreads(started, autojump_clock):
     for n in range(1, 6):
         starts = fake.starts(f"10.0.0.{n}")
         first, *gaps = [b - a for a, b in zip(starts, starts[1:])]
-        # A check starts within one engine tick of its due time, so a gap
-        # between starts can be a tick longer or shorter than the drawn one.
-        assert 0.5 - TICK <= first <= 1.5 + TICK
-        assert all(0.8 - TICK <= gap <= 1.2 + TICK for gap in gaps)
+        # A check starts within the engine's grain of its due time (due checks
+        # start in batches), so a gap between starts can be a grain longer or
+        # shorter than the drawn one.
+        assert 0.5 - GRAIN <= first <= 1.5 + GRAIN
+        assert all(0.8 - GRAIN <= gap <= 1.2 + GRAIN for gap in gaps)
         assert max(gaps) - min(gaps) > 0.1  # it does jitter
-    # Started together, the probes are apart from their second check on.
+    # Started together, the probes are apart from their second check on: five
+    # first gaps drawn over a whole interval span less than 0.1 s once in ~2000.
     seconds = sorted(fake.starts(f"10.0.0.{n}")[1] for n in range(1, 6))
-    assert len({round(t, 3) for t in seconds}) == 5
+    assert seconds[-1] - seconds[0] > 0.1
 
 
 async def test_concurrency_limit(started, autojump_clock):

@@ -178,3 +178,51 @@ async def test_the_worker_count_follows_set_workers_as_at_start(nursery, check_s
     stats = prober.statistics()
     assert stats.workers == () and stats.targets == 3 and stats.in_flight <= 3
     assert stats.checks >= 9  # the workers' checks are still counted
+
+
+_ALONE = """
+import os, signal, socket, sys
+import trio
+from actors.probes import Prober
+from kglb import ProbeTarget
+from kglb.config import TcpCheck
+
+async def main():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    prober = Prober(workers=1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(prober.run)
+        send, receive = trio.open_memory_channel(100)
+        target = ProbeTarget(address="127.0.0.1", port=closed, check=TcpCheck())
+        prober.watch(target, interval=0.2, limiter=trio.CapacityLimiter(1), send=send)
+        with trio.fail_after(15):
+            await receive.receive()
+        print("before exit:", "actors.supervisor" in sys.modules)
+        os.kill(prober.statistics().workers[0].pid, signal.SIGKILL)
+        with trio.fail_after(15):
+            while prober.statistics().workers[0].restarts == 0:
+                await trio.sleep(0.05)
+        print("after exit:", "actors.supervisor" in sys.modules)
+        nursery.cancel_scope.cancel()
+
+trio.run(main)
+"""
+
+
+def test_a_prober_run_alone_imports_the_supervisor_only_when_a_worker_exits():
+    """Issue 15 (RSS with workers): a Prober run without a budget (a probe worker's,
+    the probes benchmark's) made one at start, importing the supervisor (~10 MB of
+    RSS); it is made at the first worker exit, which it still counts."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-c", _ALONE], cwd=root, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stdout.splitlines() if line.endswith(("True", "False"))]
+    assert said == ["before exit: False", "after exit: True"]
+    log = done.stdout + done.stderr  # the crash is logged and counted as before
+    assert "actor crashed" in log and "probe worker 0" in log
