@@ -74,17 +74,23 @@ class Plan(NamedTuple):
 
     family: int
     address: str  # the real, or the VIP of a tunnelled check
-    port: int
+    port: int  # 0: connect to the target's own address and port (see _own_address)
     fwmark: int
     request: bytes | None  # None: the tcp check (connect only)
     codes: frozenset[int]
     timeout: float  # seconds
+    host_at: int = 0  # > 0: the target's host:port goes into ``request`` here (see _own_http)
 
 
 @functools.lru_cache(maxsize=256)
 def _codes(codes: tuple[int, ...]) -> frozenset[int]:
     # One set for all the targets of a check: a frozenset is ~200 bytes.
     return frozenset(codes)
+
+
+@functools.lru_cache(maxsize=256)
+def _seconds(milliseconds: int) -> float:
+    return milliseconds / 1000  # one float for all the targets of a timeout (24 bytes each)
 
 
 #: The dummy check's plan: it passes at once, with no socket (as actors.checks.dummy).
@@ -104,6 +110,8 @@ def plan(target: ProbeTarget) -> Plan | None:
         request, codes = None, DUMMY.codes  # one empty set for all (~200 bytes each)
     elif (kind is HttpCheck and check.scheme == "http" and not check.proxy_check_url
           and not check.follow_redirects):
+        if not target.fwmark and is_ip(target.address):
+            return _own_http(family_of(target.address), check)
         url = wire.direct_url("http", target.address, target.port, check.uri)
         host = wire.configured_header(check.headers, "host") or url.authority
         request, codes = wire.request(url.path, host, check.headers), _codes(check.codes)
@@ -117,7 +125,26 @@ def plan(target: ProbeTarget) -> Plan | None:
         address, port = target.address, target.port
     # Family 0: a host name, resolved at each check (a name's address may change).
     family = family_of(address) if is_ip(address) else 0
-    return Plan(family, address, port, target.fwmark, request, codes, check.timeout_ms / 1000)
+    if request is None and family and not target.fwmark:
+        return _own_address(family, _seconds(check.timeout_ms))
+    return Plan(family, address, port, target.fwmark, request, codes, _seconds(check.timeout_ms))
+
+
+@functools.lru_cache(maxsize=64)
+def _own_address(family: int, timeout: float) -> Plan:
+    # The tcp check of an IP literal: one Plan for all those targets (~100 bytes each).
+    return Plan(family, "", 0, 0, None, DUMMY.codes, timeout)
+
+
+@functools.lru_cache(maxsize=256)
+def _own_http(family: int, check: HttpCheck) -> Plan:
+    # The http check of an IP literal: one Plan for all those targets (a Plan and its
+    # request were ~240 bytes a target); each request gets its Host at the connect.
+    host = wire.configured_header(check.headers, "host")
+    request = wire.request(check.uri, host or "", check.headers)
+    host_at = 0 if host else request.index(b"\r\nHost: ") + len(b"\r\nHost: ")
+    return Plan(family, "", 0, 0, request, _codes(check.codes), _seconds(check.timeout_ms),
+                host_at)
 
 
 def needs_resolving(plan: Plan) -> bool:
@@ -137,15 +164,17 @@ async def resolved(plan: Plan) -> Plan:
 class Conn:
     """One check in flight: its socket and where it is (connecting, sending, reading)."""
 
-    __slots__ = ("connected", "fd", "pending", "plan", "reader", "sock")
+    __slots__ = ("connected", "fd", "pending", "plan", "reader", "sock", "started")
 
-    def __init__(self, sock: _socket.socket, plan: Plan) -> None:
+    def __init__(self, sock: _socket.socket, plan: Plan, request: bytes | None = None) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.plan = plan
         self.connected = False
-        self.pending = plan.request  # bytes still to send (None: tcp, or all sent)
+        # Bytes still to send (None: tcp, or all sent): the plan's, or ``request``.
+        self.pending = request or plan.request
         self.reader = HeadReader() if plan.request is not None else None
+        self.started = 0.0  # when the check started (its driver's clock), for the latency
 
     @property
     def events(self) -> int:
@@ -227,13 +256,18 @@ def open_check(target: ProbeTarget, plan: Plan) -> Conn | str:
                 # An ephemeral port chosen at connect time, as actors.checks._net.
                 sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                 sock.bind((source, 0))
-        code = sock.connect_ex((plan.address, plan.port))
+        code = sock.connect_ex((plan.address, plan.port) if plan.port
+                               else (target.address, target.port))
     except OSError as exc:
         sock.close()
         return reason_for(exc)
     if code not in (0, errno.EINPROGRESS):
         sock.close()
         return errno_reason(code)
+    if plan.host_at:
+        at, host = plan.host_at, wire.host_port(target.address, target.port)
+        return Conn(sock, plan, b"".join((plan.request[:at], host.encode("latin-1"),
+                                          plan.request[at:])))
     return Conn(sock, plan)
 
 

@@ -82,26 +82,39 @@ STARTS_PER_STEP = 16
 EVENTS_PER_POLL = 64
 
 
-class _Entry(Schedule):
-    """One probe's schedule and its check in flight."""
+class Entry(Schedule):
+    """A probe as the engine keeps it: its schedule and its check in flight.
 
-    __slots__ = ("conn", "deadline", "interval", "limiter", "plan", "probe", "removed", "started",
-                 "timer", "waiting")
+    The engine's probes are Entries (the Prober's Probe is one), so a target
+    costs no second object here (~150 bytes at 10k reals with its dict slot).
+    A subclass has ``target``, ``interval`` (read at every check) and
+    ``limiter``; what is here is the engine's, set by :meth:`LeanEngine.add`.
+    """
 
-    def __init__(self, probe, plan, now: float, jitter: float) -> None:
-        super().__init__(now, jitter)
-        self.probe = probe
+    __slots__ = ("conn", "deadline", "held", "order", "period", "plan", "removed", "timer",
+                 "waiting")
+
+    def __init__(self) -> None:
+        self.removed = True  # in no engine yet
+
+    def _enter(self, plan, now: float, jitter: float, order: int) -> None:
+        Schedule.__init__(self, now, jitter)
+        self.order = order  # equal times go in the order the probes were added
         self.plan = plan  # None: a task check
         # In flight: a Conn (lean), a CancelScope (a task check), or the final reason
         # of a connect that failed at once.
         self.conn: Conn | trio.CancelScope | str | None = None
-        self.limiter = None  # the limiter whose token the check in flight holds
-        self.started = 0.0
-        self.interval = 0.0  # the probe's interval when its check in flight started
-        self.timer = 0  # the sequence number of its live due-heap entry (0: none)
-        self.deadline = 0  # the same, of its live deadline-heap entry
+        self.held = None  # the limiter whose token the check in flight holds
+        self.period = 0.0  # the probe's interval when its check in flight started
+        # Its live items of the two heaps (None: none). An item whose entry holds
+        # another is stale, and dropped when it reaches the top: no sequence numbers.
+        self.timer: tuple[float, Entry] | None = None
+        self.deadline: tuple[float, Entry] | None = None
         self.waiting = False  # queued for a limiter token
         self.removed = False
+
+    def __lt__(self, other: Entry) -> bool:
+        return self.order < other.order  # heap items with equal times
 
 
 class LeanEngine:
@@ -135,14 +148,13 @@ class LeanEngine:
         self._batch = -float("inf")  # when the last batch of due checks started
         self._uniform = (rng or random.Random()).uniform
         self._epoll = select.epoll()
-        self._entries: dict[object, _Entry] = {}
-        self._conns: dict[int, _Entry] = {}  # fd -> entry with that check in flight
-        self._dues: list[tuple[float, int, _Entry]] = []
-        # (deadline, seq, entry): live while entry.deadline == seq. A check that ends
-        # leaves its entry here; stale ones are dropped when they reach the top.
-        self._deadlines: list[tuple[float, int, _Entry]] = []
-        self._waiting: dict[object, deque[_Entry]] = {}  # limiter -> entries queued for it
-        self._seq = 0
+        self._flying: set[Entry] = set()  # the entries with a check in flight
+        self._conns: dict[int, Entry] = {}  # fd -> entry with that (lean) check in flight
+        self._dues: list[tuple[float, Entry]] = []
+        # A check that ends leaves its item here (stale: see Entry).
+        self._deadlines: list[tuple[float, Entry]] = []
+        self._waiting: dict[object, deque[Entry]] = {}  # limiter -> entries queued for it
+        self._added = 0  # probes added so far
         self._started = 0  # connects issued since the last poll
         self._budget = 0  # connects this step may still issue
         self._more = False  # this step left ready work for the next one
@@ -151,29 +163,29 @@ class LeanEngine:
         self.missed = 0
         self.task_checks = 0  # checks started as a task calling ``check`` (not lean)
 
-    def add(self, probe) -> None:
+    def add(self, probe: Entry) -> None:
         """Start probing ``probe`` (its first check is due now)."""
-        lean = plan(probe.target) if self._lean else None
-        entry = self._entries[probe] = _Entry(probe, lean, self._clock(), self._jitter)
+        self._added += 1
+        probe._enter(plan(probe.target) if self._lean else None, self._clock(), self._jitter,
+                     self._added)
         self._fit_grain(probe.interval)
-        self._schedule(entry)
+        self._schedule(probe)
         self._batch = -float("inf")  # its first check is due now, not a grain later
         self._wake.set()
 
-    def remove(self, probe) -> None:
-        """Stop probing ``probe`` (unknown: ignored); a check in flight delivers nothing."""
-        entry = self._entries.pop(probe, None)
-        if entry is not None:
-            entry.removed = True
-            entry.timer = 0
-            if entry.conn is not None:
-                self._end(entry)
+    def remove(self, probe: Entry) -> None:
+        """Stop probing ``probe`` (removed already: ignored); a check in flight delivers
+        nothing."""
+        if not probe.removed:
+            probe.removed = True
+            probe.timer = None
+            if probe.conn is not None:
+                self._end(probe)
 
-    def resume(self, probe) -> None:
+    def resume(self, probe: Entry) -> None:
         """Schedule the next check of a probe paused by ``on_result`` returning False."""
-        entry = self._entries.get(probe)
-        if entry is not None and not entry.timer and entry.conn is None:
-            self._schedule(entry)
+        if not probe.removed and probe.timer is None and probe.conn is None:
+            self._schedule(probe)
             self._wake.set()
 
     def _fit_grain(self, interval: float) -> None:
@@ -185,8 +197,10 @@ class LeanEngine:
         return self._epoll.fileno()
 
     def close(self) -> None:
-        for entry in list(self._entries.values()):
-            self.remove(entry.probe)
+        """Close every check in flight and give its token back. The probes are the
+        caller's: it may add them to another engine."""
+        for entry in list(self._flying):
+            self.remove(entry)
         self._epoll.close()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -226,18 +240,20 @@ class LeanEngine:
         self._poll(now)
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
-            _, seq, entry = heapq.heappop(deadlines)
-            if entry.deadline == seq:  # else that check ended already
-                self._finish(entry, "timeout", now)
+            item = heapq.heappop(deadlines)
+            entry = item[1]
+            if entry.deadline is item:  # else that check ended already
+                self._finish(entry, "timeout", now, entry.conn.started)
         dues = self._dues
         if dues and dues[0][0] <= now and now >= self._batch + self._grain:  # in batches
             while dues and dues[0][0] <= now:
                 if self._budget <= 0:
                     self._more = True  # the batch goes on at the next step
                     break
-                _, seq, entry = heapq.heappop(dues)
-                if entry.timer == seq:
-                    entry.timer = 0
+                item = heapq.heappop(dues)
+                entry = item[1]
+                if entry.timer is item:
+                    entry.timer = None
                     self._start(entry, now)
             else:
                 self._batch = now
@@ -254,10 +270,10 @@ class LeanEngine:
         # hold memory for a whole timeout: one check slow to end keeps those
         # behind it in the heap (27k entries, 3.8 MB at 10k checks/s), so the
         # heap is rebuilt when it is mostly stale (amortized O(1) per check).
-        while deadlines and deadlines[0][2].deadline != deadlines[0][1]:
+        while deadlines and deadlines[0][1].deadline is not deadlines[0]:
             heapq.heappop(deadlines)
         if len(deadlines) > 2 * len(self._conns) + 64:
-            deadlines[:] = [d for d in deadlines if d[2].deadline == d[1]]
+            deadlines[:] = [d for d in deadlines if d[1].deadline is d]
             heapq.heapify(deadlines)
         if self._more:
             return now  # at once, once the other tasks had their turn
@@ -282,17 +298,17 @@ class LeanEngine:
             for fd, mask in events:
                 entry = self._conns.get(fd)
                 if entry is not None:
-                    reason = entry.conn.advance(mask)
+                    conn = entry.conn
+                    reason = conn.advance(mask)
                     if reason is not None:
-                        self._finish(entry, reason, now)
+                        self._finish(entry, reason, now, conn.started)
 
-    def _schedule(self, entry: _Entry) -> None:
-        self._seq += 1
-        entry.timer = self._seq
-        heapq.heappush(self._dues, (entry.due, self._seq, entry))
+    def _schedule(self, entry: Entry) -> None:
+        item = entry.timer = (entry.due, entry)
+        heapq.heappush(self._dues, item)
 
-    def _start(self, entry: _Entry, now: float) -> None:
-        limiter = entry.probe.limiter
+    def _start(self, entry: Entry, now: float) -> None:
+        limiter = entry.limiter
         queue = self._waiting.get(limiter)
         if queue:  # others wait for this limiter already: FIFO
             entry.waiting = True
@@ -324,17 +340,18 @@ class LeanEngine:
             self._run(entry, limiter, now)
         del self._waiting[limiter]
 
-    def _claim(self, entry: _Entry, limiter, now: float) -> None:
+    def _claim(self, entry: Entry, limiter, now: float) -> None:
         """``entry``'s check starts now, holding a token of ``limiter``."""
-        interval = entry.interval = entry.probe.interval
+        interval = entry.period = entry.interval
         if interval * GRAIN_SHARE < self._grain:
             self._fit_grain(interval)
         self.missed += entry.start(now, interval)
-        entry.limiter = limiter
+        entry.held = limiter
+        self._flying.add(entry)
         self.in_flight += 1
         self._budget -= 1
 
-    def _run(self, entry: _Entry, limiter, now: float) -> None:
+    def _run(self, entry: Entry, limiter, now: float) -> None:
         self._claim(entry, limiter, now)
         if entry.plan is None:
             self.task_checks += 1
@@ -343,27 +360,30 @@ class LeanEngine:
             return
         # The clock itself, not the step's ``now``: a check that ends within the
         # step it started in (tcp on loopback) has a latency, not 0.0.
-        entry.started = self._clock()
+        started = self._clock()
         if needs_resolving(entry.plan):
             entry.conn = scope = trio.CancelScope()
-            self._nursery.start_soon(self._resolve, entry, scope, now + entry.plan.timeout)
+            self._nursery.start_soon(self._resolve, entry, scope, now + entry.plan.timeout,
+                                     started)
             return
-        self._open(entry, entry.plan, now, now + entry.plan.timeout)
+        self._open(entry, entry.plan, now, now + entry.plan.timeout, started)
 
-    def _open(self, entry: _Entry, plan: Plan, now: float, deadline: float) -> None:
-        conn = open_check(entry.probe.target, plan)
+    def _open(self, entry: Entry, plan: Plan, now: float, deadline: float,
+              started: float) -> None:
+        conn = open_check(entry.target, plan)
         entry.conn = conn
         if isinstance(conn, str):
-            self._finish(entry, conn, now)
+            self._finish(entry, conn, now, started)
             return
+        conn.started = started  # on the Conn: a float per target less while idle
         self._conns[conn.fd] = entry
         self._epoll.register(conn.fd, conn.events)
         self._started += 1
-        self._seq += 1
-        entry.deadline = self._seq
-        heapq.heappush(self._deadlines, (deadline, self._seq, entry))
+        item = entry.deadline = (deadline, entry)
+        heapq.heappush(self._deadlines, item)
 
-    async def _resolve(self, entry: _Entry, scope: trio.CancelScope, deadline: float) -> None:
+    async def _resolve(self, entry: Entry, scope: trio.CancelScope, deadline: float,
+                       started: float) -> None:
         """Resolve ``entry``'s host name (the check's timeout bounds it), then check the
         address on the epoll like any other; a name that does not resolve is "resolve"."""
         found, reason = None, "timeout"
@@ -376,12 +396,12 @@ class LeanEngine:
             return
         now = trio.current_time()
         if found is None:
-            self._finish(entry, reason, now)
+            self._finish(entry, reason, now, started)
         else:
-            self._open(entry, found, now, deadline)
+            self._open(entry, found, now, deadline, started)
         self._wake.set()  # a Conn to poll, or new due times
 
-    async def _task_check(self, entry: _Entry, scope: trio.CancelScope) -> None:
+    async def _task_check(self, entry: Entry, scope: trio.CancelScope) -> None:
         """Run ``entry``'s check; then, while task checks wait for its token, theirs.
 
         Why the handover. A token given back here would wait for the engine's
@@ -392,11 +412,11 @@ class LeanEngine:
         """
         while entry is not None:
             with scope:  # cancelled by remove(): nothing is delivered
-                result = await self._check(entry.probe.target)
+                result = await self._check(entry.target)
             if entry.conn is not scope:  # removed meanwhile: its token is back
                 break
             now = trio.current_time()
-            limiter = entry.limiter
+            limiter = entry.held
             self._complete(entry, result, now)
             entry = self._hand_over(limiter, now)
             if entry is not None:
@@ -404,7 +424,7 @@ class LeanEngine:
         # The next due times are new, and lean checks may wait for a token.
         self._wake.set()
 
-    def _hand_over(self, limiter, now: float) -> _Entry | None:
+    def _hand_over(self, limiter, now: float) -> Entry | None:
         """The first task check waiting for ``limiter``, claimed with a token; or None
         (nothing waits, the first waiter is a lean check, or the token went elsewhere)."""
         queue = self._waiting.get(limiter)
@@ -427,7 +447,7 @@ class LeanEngine:
         self._claim(entry, limiter, now)
         return entry
 
-    def _end(self, entry: _Entry) -> None:
+    def _end(self, entry: Entry) -> None:
         """Close the check in flight and give its token back."""
         conn = entry.conn
         entry.conn = None
@@ -436,18 +456,19 @@ class LeanEngine:
         elif not isinstance(conn, str):
             del self._conns[conn.fd]
             conn.close()
-            entry.deadline = 0
+            entry.deadline = None
         self.in_flight -= 1
-        entry.limiter.release_on_behalf_of(entry)
-        entry.limiter = None
+        self._flying.discard(entry)
+        entry.held.release_on_behalf_of(entry)
+        entry.held = None
 
-    def _finish(self, entry: _Entry, reason: str, now: float) -> None:
+    def _finish(self, entry: Entry, reason: str, now: float, started: float) -> None:
         result = CheckResult(passed=reason == "ok", reason=reason,
-                             latency=self._clock() - entry.started)
+                             latency=self._clock() - started)
         self._complete(entry, result, now)
 
-    def _complete(self, entry: _Entry, result: CheckResult, now: float) -> None:
+    def _complete(self, entry: Entry, result: CheckResult, now: float) -> None:
         self._end(entry)
-        entry.advance(entry.interval, self._uniform(-1.0, 1.0))
-        if self._on_result(entry.probe, result, now) and not entry.removed:
+        entry.advance(entry.period, self._uniform(-1.0, 1.0))
+        if self._on_result(entry, result, now) and not entry.removed:
             self._schedule(entry)

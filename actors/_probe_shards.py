@@ -34,6 +34,9 @@ from ._probe_pipe import UnwatchCommand, WatchCommand, WorkerReport, WorkerResul
 _BACKOFF_FIRST = 0.5
 _BACKOFF_MAX = 10.0
 _YIELD_EVERY = 256  # results delivered between two checkpoints
+#: A sharded probe's number across the pipe: never reused in this process (a result
+#: of a probe unwatched since must not reach a new one), kept when it moves.
+_probe_ids = itertools.count()
 
 
 class ProbeWorkerExited(Exception):
@@ -156,6 +159,8 @@ class Shards:
                             quiet_after=probe.quiet_after)
 
     def assign(self, probe) -> None:
+        if probe.id is None:
+            probe.id = next(_probe_ids)
         worker = min(self._workers, key=lambda w: len(w.probes))
         probe.shard = worker
         worker.probes[probe.id] = probe
@@ -254,7 +259,7 @@ class Shards:
             for n, r in enumerate(urgent_first(report.results), 1):
                 if n % _YIELD_EVERY == 0:  # a large frame must not hold the loop
                     await trio.lowlevel.checkpoint()
-                probe = self._prober.probe_by_id(r.probe_id)
+                probe = worker.probes.get(r.probe_id)
                 if probe is not None:  # else unwatched since
                     # Unpickled reasons are fresh strings; 10k kept copies of "ok" add up.
                     result = CheckResult(passed=r.passed, reason=sys.intern(r.reason),

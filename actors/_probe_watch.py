@@ -15,6 +15,8 @@ import trio
 from kglb import ProbeResult, ProbeTarget
 from kglb.fold import Fold
 
+from ._lean_engine import Entry
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Watch:
@@ -71,18 +73,20 @@ class Subscription:
                 f"{self.interval}s {state}>")
 
 
-class Probe:
-    """The shared state of one target's probe: its watchers and its task's scope."""
+class Probe(Entry):
+    """The shared state of one target's probe: its watchers, and its schedule and check
+    in flight on the probe driver (an :class:`actors._lean_engine.Entry`)."""
 
-    __slots__ = ("fold", "id", "last", "shard", "target", "watchers")
+    __slots__ = ("fold", "id", "shard", "target", "watchers")
 
-    def __init__(self, target: ProbeTarget, id: int) -> None:
+    def __init__(self, target: ProbeTarget) -> None:
+        super().__init__()
         self.target = target
-        self.id = id
-        self.watchers: list[Subscription] = []
-        self.last: ProbeResult | None = None
+        self.id: int | None = None  # its number across the pipe, once sharded
+        # A tuple (one watcher, mostly: 40 bytes less than a list), replaced on change.
+        self.watchers: tuple[Subscription, ...] = ()
         self.shard = None
-        self.fold: Fold | None = None  # None: sharded (its worker folds)
+        self.fold: Fold | None = None  # None: nothing to fold, or sharded (its worker folds)
 
     @property
     def interval(self) -> float:
@@ -100,8 +104,3 @@ class Probe:
         """Fold after this many equal results: every watcher must allow it (0: never)."""
         quiet = [watch.quiet_after for watch in self.watchers]
         return 0 if 0 in quiet else max(quiet, default=0)
-
-    def refold(self) -> None:
-        """The watchers changed: fold by their rule, and let the next results through."""
-        if self.fold is not None:
-            self.fold.restart(self.quiet_after)

@@ -82,6 +82,7 @@ CheckFunction = Callable[[ProbeTarget], Awaitable[CheckResult]]
 #: workers keep the main process responsive.
 SHARD_THRESHOLD = 2000.0
 _FOLD_SPREAD = 0.5  # a target's fold period is within ±50% of the Prober's
+_FOLD_PERIODS = 64  # evenly spread over that range
 
 
 #: Checks per second one worker process is given. With steady results folded,
@@ -106,7 +107,6 @@ class ProberStatistics:
     targets: int  # distinct targets being probed
     watches: int
     missed: int  # intervals in which a due check could not start (limiter, slow real)
-    last: Mapping[ProbeTarget, ProbeResult]  # the newest result per target
     workers: tuple[_probe_shards.WorkerStatistics, ...] = ()
 
 
@@ -141,12 +141,12 @@ class Prober:
         self._jitter = jitter
         self._sources = {socket.AF_INET: source_v4, socket.AF_INET6: source_v6}
         self._probes: dict[ProbeTarget, Probe] = {}
-        self._by_id: dict[int, Probe] = {}
-        self._next_id = 0
         self._nursery: trio.Nursery | None = None
         self._checks = 0
         self._by_reason: Counter[str] = Counter()
         self._fold_period = fold_period
+        self._fold_periods = [fold_period * (1 - _FOLD_SPREAD + 2 * _FOLD_SPREAD * step
+                                             / (_FOLD_PERIODS - 1)) for step in range(_FOLD_PERIODS)]
         self._check = check
         self._shards = self._new_shards(workers)
         self._wanted_workers = workers
@@ -156,18 +156,32 @@ class Prober:
         # Unbounded: a balancer must never block on the Prober, and it sends at most
         # one message per real added or removed.
         self.inbox, self._inbox = trio.open_memory_channel[Watch | Unwatch](math.inf)
-        self._watchers: dict[tuple[ProbeTarget, object], Subscription] = {}  # (target, send)
         self._missed_before = 0  # by the drivers of earlier runs
 
     def _new_shards(self, workers: int) -> _probe_shards.Shards:
         return _probe_shards.Shards(self, workers, self._check, self._jitter, self._sources,
                                     self._fold_period)
 
-    def _new_fold(self, quiet_after: int) -> Fold:
+    def _new_fold(self, quiet_after: int) -> Fold | None:
+        if not quiet_after:
+            return None  # nothing to fold (a Fold per target is ~200 B)
         # Each its own period: targets watched together (a config load) settle
-        # together, and equal periods would release their results in bursts.
-        spread = _FOLD_SPREAD if self._jitter else 0.0  # jitter=0: all exact
-        return Fold(quiet_after, period=self._fold_period * random.uniform(1 - spread, 1 + spread))
+        # together, and equal periods would release their results in bursts. One of
+        # _FOLD_PERIODS periods, not a float per target (24 bytes each).
+        if not self._jitter:
+            return Fold(quiet_after, period=self._fold_period)  # jitter=0: all exact
+        step = random.randrange(_FOLD_PERIODS)
+        return Fold(quiet_after, period=self._fold_periods[step])
+
+    def _refold(self, probe: Probe) -> None:
+        """``probe``'s watchers changed: fold by their rule, and let the next results
+        through (sharded: its worker does, told by ``Shards.update``)."""
+        if self._shards:
+            self._shards.update(probe)
+        elif probe.fold is not None:
+            probe.fold.restart(probe.quiet_after)  # what it holds goes with the next result
+        else:
+            probe.fold = self._new_fold(probe.quiet_after)
 
     def _new_driver(self) -> LeanEngine | None:
         if self._shards:
@@ -265,29 +279,28 @@ class Prober:
         watch = Subscription(self, target, interval, limiter, send, quiet_after)
         probe = self._probes.get(target)
         if probe is None:
-            probe = self._probes[target] = Probe(target, self._next_id)
-            self._by_id[probe.id] = probe
-            self._next_id += 1
-            probe.watchers.append(watch)
+            probe = self._probes[target] = Probe(target)
+            probe.watchers = (watch,)
             if self._shards:
                 self._shards.assign(probe)
                 return watch
             probe.fold = self._new_fold(quiet_after)
             self._driver.add(probe)
         else:
-            probe.watchers.append(watch)
-            probe.refold()
-            self._shards.update(probe)
+            probe.watchers += (watch,)
+            self._refold(probe)
         return watch
 
     def _apply(self, message: Watch | Unwatch) -> None:
-        key = (message.target, message.send)
-        old = self._watchers.pop(key, None)
+        # The watch of this target and channel, found among the target's few watchers
+        # (a dict of them was ~100 bytes per target).
+        probe = self._probes.get(message.target)
+        old = None if probe is None else next(
+            (watch for watch in probe.watchers if watch.send is message.send), None)
         if isinstance(message, Watch):
             # The new subscription first: the probe keeps running, with the new settings.
-            self._watchers[key] = self.watch(
-                message.target, interval=message.interval, limiter=message.limiter,
-                send=message.send, quiet_after=message.quiet_after)
+            self.watch(message.target, interval=message.interval, limiter=message.limiter,
+                       send=message.send, quiet_after=message.quiet_after)
         if old is not None:
             old.cancel()
 
@@ -295,14 +308,12 @@ class Prober:
         probe = self._probes.get(watch.target)
         if probe is None or watch not in probe.watchers:
             return
-        probe.watchers.remove(watch)
+        probe.watchers = tuple(w for w in probe.watchers if w is not watch)
         if probe.watchers:
-            probe.refold()
-            self._shards.update(probe)
+            self._refold(probe)
             return
         # Forget the probe now, so a new watch of this target starts a fresh one.
         del self._probes[watch.target]
-        del self._by_id[probe.id]
         if self._driver is not None:
             self._driver.remove(probe)
         self._shards.release(probe)
@@ -317,9 +328,6 @@ class Prober:
             targets=len(self._probes),
             watches=sum(len(probe.watchers) for probe in self._probes.values()),
             missed=self.counters()[1] + sum(shard.missed for shard in shards),
-            last=types.MappingProxyType(
-                {target: probe.last for target, probe in self._probes.items() if probe.last}
-            ),
             workers=shards,
         )
 
@@ -348,8 +356,8 @@ class Prober:
         message = ProbeResult(target=probe.target, result=result, at=at)
         self._checks += 1
         self._by_reason[result.reason] += 1
-        probe.last = message
-        return probe.fold.add(message)
+        fold = probe.fold
+        return (message,) if fold is None else fold.add(message)
 
     def _deliver(self, probe: Probe, result: CheckResult, at: float) -> bool:
         """The driver's results: record and send without blocking; False: the probe
@@ -361,10 +369,6 @@ class Prober:
 
     async def forward(self, probe: Probe, message: ProbeResult) -> None:
         """Send a sharded ``probe``'s result (folded and counted by its worker)."""
-        # The newest result, without the latencies folded into it (10k of those
-        # tuples, kept until each target's next message, were ~4 MB).
-        probe.last = message if not message.folded else ProbeResult(
-            target=message.target, result=message.result, at=message.at)
         late = self._send_nowait(probe, (message,))
         if late:
             await self._send_late(late)
@@ -375,7 +379,7 @@ class Prober:
         common case); return what did not fit, per watcher, in order."""
         late: dict[Subscription, list[ProbeResult]] = {}
         for message in messages:
-            for watch in tuple(probe.watchers):
+            for watch in probe.watchers:  # a tuple: cancel() below replaces it
                 if not watch.active:
                     continue
                 if watch in late:  # keep each watcher's results in order
@@ -400,6 +404,3 @@ class Prober:
                         watch.cancel()
         if paused is not None and self._driver is not None:
             self._driver.resume(paused)
-
-    def probe_by_id(self, id: int) -> Probe | None:
-        return self._by_id.get(id)

@@ -71,7 +71,7 @@ def big_snapshot(n_reals: int) -> KglbStatistics:
         checks=checks, bgp_established=True,
         writer=WriterStatistics(applied=desired, manager_state="available"),
         prober=ProberStatistics(checks=0, by_reason={}, in_flight=0, targets=0, watches=0,
-                                missed=0, last={}),
+                                missed=0),
         reloads_ok=0, reloads_failed=0, restarts=0, restarts_by_actor={}, invalid_states=0,
         started_at=time.time())
 

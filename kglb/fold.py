@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from array import array
 
-from ._messages import ProbeResult
+from ._messages import CheckResult, ProbeResult
 
 __all__ = ["FOLD_LIMIT", "FOLD_PERIOD", "Fold"]
 
@@ -34,10 +34,15 @@ FOLD_LIMIT = 64
 
 
 class Fold:
-    """One target's folding state. ``add`` each result in order; send what it returns."""
+    """One target's folding state. ``add`` each result in order; send what it returns.
 
-    __slots__ = ("_held", "_latencies", "_passed", "_run", "_since", "limit", "period",
-                 "quiet_after")
+    What is held is kept as plain values (the latencies in an array, no float
+    objects; the newest result's outcome, reason and time), not as the messages
+    themselves: ~150 bytes less per target, at 10k reals 1.5 MB.
+    """
+
+    __slots__ = ("_at", "_latencies", "_passed", "_reason", "_run", "_since", "_target", "limit",
+                 "period", "quiet_after")
 
     def __init__(self, quiet_after: int = 0, *, period: float = FOLD_PERIOD,
                  limit: int = FOLD_LIMIT) -> None:
@@ -47,10 +52,12 @@ class Fold:
         self.period = period
         self.limit = limit
         self._run = 0
-        self._passed: bool | None = None
-        self._held: ProbeResult | None = None  # the newest result held back
-        self._latencies = array("d")  # those held before it, oldest first (no float objects)
+        self._passed: bool | None = None  # of the newest result
+        self._reason = ""  # of the newest result
+        self._latencies = array("d")  # of the results held, oldest first
         self._since = 0.0  # ``at`` of the first result held
+        self._at = 0.0  # ``at`` of the newest result held
+        self._target = None  # of the results held
 
     def restart(self, quiet_after: int) -> None:
         """Deliver the next ``quiet_after`` results at once (a watcher joined, with a
@@ -61,30 +68,33 @@ class Fold:
     def add(self, message: ProbeResult) -> tuple[ProbeResult, ...]:
         """Take the next result of the target; return the messages to deliver now, in order."""
         result = message.result
+        latencies = self._latencies
+        held = len(latencies)
+        out: tuple[ProbeResult, ...] = ()
+        if held and (self._passed != result.passed or self._reason != result.reason):
+            out = (self._release(),)
+            held = 0
         self._run = self._run + 1 if result.passed == self._passed else 1
         self._passed = result.passed
-        out: tuple[ProbeResult, ...] = ()
-        held = self._held
-        if held is not None and (held.result.passed != result.passed
-                                 or held.result.reason != result.reason):
-            out = (self._release(),)
-            held = None
-        if held is None:
+        self._reason = result.reason
+        since = self._since if held else message.at
+        release = (not self.quiet_after or self._run <= self.quiet_after
+                   or message.at - since >= self.period or held + 1 >= self.limit)
+        if not held:
+            if release:
+                return (*out, message)  # the common case with nothing held: as it came
             self._since = message.at
-        else:
-            self._latencies.append(held.result.latency)
-        self._held = message
-        if (not self.quiet_after or self._run <= self.quiet_after
-                or message.at - self._since >= self.period
-                or len(self._latencies) + 1 >= self.limit):
+            self._target = message.target
+        latencies.append(result.latency)
+        self._at = message.at
+        if release:
             out += (self._release(),)
         return out
 
     def _release(self) -> ProbeResult:
-        held = self._held
-        self._held = None
-        if not self._latencies:
-            return held
-        folded = tuple(self._latencies)
-        del self._latencies[:]
-        return ProbeResult(target=held.target, result=held.result, at=held.at, folded=folded)
+        """The results held, as one message (they all agree with the newest one)."""
+        latencies = self._latencies
+        newest = CheckResult(passed=self._passed, reason=self._reason, latency=latencies[-1])
+        folded = tuple(latencies[:-1])
+        del latencies[:]
+        return ProbeResult(target=self._target, result=newest, at=self._at, folded=folded)

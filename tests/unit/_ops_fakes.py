@@ -45,7 +45,7 @@ def probe_result(result: CheckResult, folded: tuple[float, ...] = ()) -> ProbeRe
 
 
 def prober_statistics(**kw) -> ProberStatistics:
-    fields = dict(checks=0, by_reason={}, in_flight=0, targets=0, watches=0, missed=0, last={})
+    fields = dict(checks=0, by_reason={}, in_flight=0, targets=0, watches=0, missed=0)
     return ProberStatistics(**(fields | kw))
 
 

@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from actors import _lean_checks
-from actors._lean_engine import LeanEngine
+from actors._lean_engine import Entry, LeanEngine
 from actors.checks import CHECKERS, TUNNEL_SOURCES, run_check
 from actors.checks._net import reason_for
 from kglb import ProbeTarget, ServiceKey
@@ -26,10 +26,11 @@ from test_checks_http import ok, read_request, responder
 from test_checks_tcp import closed_port, needs_mark, unanswered_port
 
 
-class Probe:
+class Probe(Entry):
     """What the engine needs of a Prober's probe."""
 
     def __init__(self, target: ProbeTarget, interval: float = 60.0, tokens: int = 10) -> None:
+        super().__init__()
         self.target = target
         self.interval = interval
         self.limiter = trio.CapacityLimiter(tokens)
@@ -142,11 +143,39 @@ def test_reads_are_bounded():
 
 def test_plan_covers_only_the_common_checks():
     assert _lean_checks.plan(ProbeTarget(address="127.0.0.1", port=1, check=TcpCheck()))
-    assert _lean_checks.plan(http(1)).request.startswith(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:1\r\n")
+    assert _lean_checks.plan(http(1)).request.startswith(b"GET / HTTP/1.1\r\n")
     for check in (HttpCheck(scheme="https"), HttpCheck(follow_redirects=True),
                   HttpCheck(proxy_check_url="http://a/"), DnsCheck(query="a.")):
         assert _lean_checks.plan(ProbeTarget(address="127.0.0.1", port=1, check=check)) is None
 
+
+async def test_tcp_targets_share_one_plan_and_each_connects_to_its_own_address(nursery):
+    """A Plan per tcp target was ~100 bytes; one per family and timeout is shared."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(10)
+        up = ProbeTarget(address="127.0.0.1", port=listener.getsockname()[1], check=TcpCheck())
+        down = ProbeTarget(address="127.0.0.1", port=closed_port("127.0.0.1"), check=TcpCheck())
+        assert _lean_checks.plan(up) is _lean_checks.plan(down)
+        assert (await both(nursery, up)).reason == "ok"
+        assert (await both(nursery, down)).reason == "refused"
+    v6 = ProbeTarget(address="::1", port=1, check=TcpCheck())
+    assert _lean_checks.plan(v6).family == socket.AF_INET6
+
+
+
+async def test_http_targets_share_one_plan_and_each_sends_its_own_host(nursery, check_serve):
+    seen = []
+    ports = [await check_serve(responder(ok(), seen=seen)) for _ in range(2)]
+    targets = [http(port) for port in ports]
+    assert _lean_checks.plan(targets[0]) is _lean_checks.plan(targets[1])
+    for target in targets:
+        assert (await both(nursery, target)).reason == "ok"  # the engine, then run_check
+    assert [request.split(b"\r\n")[1] for request in seen] == [
+        f"Host: 127.0.0.1:{port}".encode() for port in ports for _ in range(2)]
+    # A configured Host is the same for every target: the whole request is shared.
+    fixed = _lean_checks.plan(http(1, headers=(("Host", "example.test"),)))
+    assert fixed.host_at == 0 and b"\r\nHost: example.test\r\n" in fixed.request
 
 
 def test_plan_covers_host_names_and_a_missing_tunnel():

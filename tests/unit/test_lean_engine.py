@@ -16,8 +16,9 @@ import pytest
 import trio
 
 from actors._lean_engine import LeanEngine
+from actors.checks import run_check
 from actors.probes import Prober
-from kglb import ProbeTarget
+from kglb import CheckResult, ProbeTarget
 from kglb.config import HttpCheck, TcpCheck
 
 from test_checks_tcp import closed_port
@@ -312,3 +313,28 @@ def test_latency_is_read_on_the_clock_not_the_step():
             engine.step(1.0)
     engine.close()
     assert results[0].passed and 0 < results[0].latency < 0.001
+
+
+async def test_a_stopped_engine_gives_every_token_back_and_its_probes_start_again(silent):
+    """The engine's state lives on the probes (no second object per target): an engine
+    cancelled with checks in flight, lean and task ones, returns their tokens, and a
+    new engine checks the same probes again at once."""
+    async def never(target: ProbeTarget) -> CheckResult:
+        await trio.sleep_forever()
+
+    limiter = trio.CapacityLimiter(10)
+    lean = hanging(silent, timeout_ms=60000)
+    task = hanging(silent, timeout_ms=60000)
+    lean.limiter = task.limiter = limiter
+    for _ in range(2):  # the second round: the same probes on new engines
+        async with trio.open_nursery() as nursery:
+            for probe, check in ((lean, run_check), (task, never)):
+                engine = LeanEngine(lambda probe, result, now: True, check=check)
+                await nursery.start(engine.run)
+                engine.add(probe)
+            with trio.fail_after(5):
+                while limiter.borrowed_tokens < 2:
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+        assert limiter.borrowed_tokens == 0
+        assert lean.conn is None and task.conn is None
