@@ -33,7 +33,8 @@ all distinct, and at 1k checks/s a wake-up per 2 ms tick started two checks
 and cost more than both (tcp on loopback: 82 µs of CPU per check with a 2 ms
 wake-up, 49 µs with 20 ms; python -m benchmarks.probes, see its README).
 
-Contract. ``add(probe)`` checks ``probe.target`` at once and then every
+Contract. A probe is an :class:`Entry` (the engine keeps its state on it, not
+in an object of its own). ``add(probe)`` checks ``probe.target`` at once and then every
 ``probe.interval`` seconds (read at every check), on a
 :class:`kglb.schedule.Schedule`: each gap scaled by a random factor within
 ±``jitter``, the first within ±½. A check holds
@@ -45,7 +46,8 @@ time counts the intervals as missed and restarts the schedule from now. Each
 result goes to ``on_result(probe, result, now)``; when that returns False the
 probe pauses until ``resume(probe)`` (backpressure). ``remove(probe)`` stops
 a probe at once: a check in flight is closed (a task check cancelled) and
-delivers nothing.
+delivers nothing. A closed engine has given back every token; its probes may
+be added to a new one.
 
 ``step(now)`` works on any clock (tests drive it by hand); :meth:`run` uses
 trio's, so it also runs in virtual time, and holds the task checks' nursery.
