@@ -2,12 +2,15 @@
 
 One resolution per host, with the balancer's ``resolve_family``, used both for
 IPVS and for the health checks. An IP literal is returned as it is (canonical
-text); a literal of the other family is an error, as in kglb. The first
-address of the answer is used.
+text); a literal of the other family is an error, as in kglb. With the
+system's resolver, the hosts file comes first (as Go's resolver, which kglb
+uses: a name only ``/etc/hosts`` knows resolves), then DNS. The first address
+of the wanted family is used.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 
 import dns.asyncresolver
@@ -15,6 +18,7 @@ import dns.exception
 import dns.resolver
 
 from kglb import Family, canonical_ip
+from kglb.hosts import host_key, parse_hosts
 
 __all__ = ["DEFAULT_TIMEOUT", "Resolve", "ResolveError", "resolve_host"]
 
@@ -24,6 +28,33 @@ DEFAULT_TIMEOUT = 10.0
 
 Resolve = Callable[[str, Family], Awaitable[str]]
 """What a balancer calls to resolve a host: ``await resolve(host, family)``."""
+
+
+class HostsFile:
+    """A hosts file, read again when it changes (one stat per lookup: it is small and
+    local, and an operator who edits it expects the next resolution to see it)."""
+
+    def __init__(self, path: str = "/etc/hosts") -> None:
+        self.path = path
+        self._seen: tuple[int, int, int] | None = None
+        self._names: dict[str, tuple[str, ...]] = {}
+
+    def addresses(self, host: str) -> tuple[str, ...]:
+        """``host``'s addresses in the file, in its order (none: no file, or not there)."""
+        try:
+            info = os.stat(self.path)
+            seen = (info.st_mtime_ns, info.st_size, info.st_ino)
+            if seen != self._seen:
+                with open(self.path, encoding="utf-8", errors="replace") as file:
+                    self._names = parse_hosts(file.read())
+                self._seen = seen
+        except OSError:
+            self._seen, self._names = None, {}
+        return self._names.get(host_key(host), ())
+
+
+#: The system's hosts file, consulted before DNS when no resolver is given.
+HOSTS = HostsFile()
 
 
 class ResolveError(Exception):
@@ -47,13 +78,19 @@ async def resolve_host(
 ) -> str:
     """The first address of ``family`` for ``host``; raises ResolveError.
 
-    ``resolver``: None = the system's (/etc/resolv.conf, its search domains).
+    ``resolver``: None = the system's (:data:`HOSTS` first, then /etc/resolv.conf
+    and its search domains); a resolver given (a DNS discovery source's own
+    name servers) is asked alone.
     """
     address = literal(host)
     if address is not None:
         if Family.of(address) is not family:
             raise ResolveError(f"{host} is not an {family.name} address")
         return address
+    if resolver is None:
+        for address in HOSTS.addresses(host):
+            if Family.of(address) is family:
+                return address
     rdtype = "A" if family is Family.INET else "AAAA"
     try:
         if resolver is None:
