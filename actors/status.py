@@ -11,7 +11,7 @@ Shape (version 1)::
 
     {"version": 1, "generated_at": ISO, "initialized": bool,
      "balancers": [{"name", "setup", "identity", "service", "key", "scheduler",
-                    "flags", "forward", "state", "alive_ratio", "initial",
+                    "flags", "persistence_seconds", "forward", "state", "alive_ratio", "initial",
                     "failsafe", "route": null | {"prefix", "announced"}, "vip": null | str,
                     "source": null | {"kind", "detail", "up", "last_success_seconds",
                                       "endpoints", "failures", "error", "held"},
@@ -33,7 +33,7 @@ import datetime as dt
 
 import orjson
 
-from kglb import DataPlaneState, Owned, ServiceFlag, ServiceState
+from kglb import DataPlaneState, Owned, Service, ServiceFlag, ServiceState
 
 from .metrics import balancer_state
 
@@ -52,6 +52,11 @@ def _flags(flags: ServiceFlag) -> list[str]:
     return [f.name.lower() for f in ServiceFlag if f in flags and f.name]
 
 
+def _persistence(service: Service) -> int | None:
+    """The persistence timeout in seconds, or None for a service that is not persistent."""
+    return service.timeout if ServiceFlag.PERSISTENT in service.flags else None
+
+
 def _service(s: ServiceState) -> dict:
     return {
         "key": s.key.kglb_key,
@@ -59,6 +64,7 @@ def _service(s: ServiceState) -> dict:
         "name": s.name,
         "scheduler": s.service.scheduler,
         "flags": _flags(s.service.flags),
+        "persistence_seconds": _persistence(s.service),
         "reals": [{"address": r.key.address, "port": r.key.port, "weight": r.weight,
                    "forward": r.forward.name.lower(), "hostname": r.hostname}
                   for r in s.reals],
@@ -119,6 +125,7 @@ def balancer_status(b, route_decisions, now: float, wall: float, source=None, *,
         "key": main.key.kglb_key if main else None,
         "scheduler": main.service.scheduler if main else None,
         "flags": _flags(main.service.flags) if main else [],
+        "persistence_seconds": _persistence(main.service) if main else None,
         "forward": main.reals[0].forward.name.lower() if main and main.reals else None,
         "state": balancer_state(b),
         "alive_ratio": b.alive_ratio,

@@ -14,6 +14,7 @@ from _ops_fakes import NOW, WALL, kglb_statistics, snapshot
 from actors import _cmd_status
 from actors._cmd_status import render_table
 from actors.status import status_document, status_json
+from kglb import ServiceFlag
 
 
 def test_every_balancer_and_real_with_health_reason_and_since():
@@ -34,6 +35,23 @@ def test_every_balancer_and_real_with_health_reason_and_since():
         "down", 0, "status 503", 30.0)
     assert dns["state"] == "no_upstreams" and dns["route"] is None
     assert dns["reals"][0]["address"] is None and dns["reals"][0]["reason"] is None
+
+
+def test_persistence_timeout_is_shown_for_persistent_services():
+    """An operator reads the persistence timeout off /status (it was not there)."""
+    stats = snapshot()
+    web = stats.balancers[0]
+    main = web.services[0]
+    sticky = replace(main, service=replace(main.service, flags=ServiceFlag.PERSISTENT,
+                                           timeout=300))
+    stats = replace(stats, balancers=(replace(web, services=(sticky,)), *stats.balancers[1:]),
+                    writer=replace(stats.writer, applied=replace(
+                        stats.writer.applied, services=(sticky, *stats.desired.services[1:]))))
+    doc = status_document(stats, now=NOW, wall=WALL)
+    web_doc, dns_doc = doc["balancers"]
+    assert (web_doc["flags"], web_doc["persistence_seconds"]) == (["persistent"], 300)
+    assert dns_doc["persistence_seconds"] is None
+    assert [s["persistence_seconds"] for s in doc["applied"]["services"]] == [300, None]
 
 
 def test_applied_state_owned_and_foreign():
