@@ -18,6 +18,8 @@ HARNESSES = {
     "e2e": ("benchmarks.e2e",
             "kglb-trio end to end against N loopback reals, beside a bare trio checker"),
     "probes": ("benchmarks.probes", "the Prober and the checks alone, beside raw trio-socket checks"),
+    "probe-memory": ("benchmarks.probe_memory",
+                     "the Prober's bytes per target at N reals, by allocating line (tracemalloc)"),
     "ipvs": ("benchmarks.ipvs_sync", "pushing N reals into IPVS, beside `ipvsadm -R` (in the VM)"),
     "discovery": ("benchmarks.discovery_etcd",
                   "N reals under one etcd prefix, R changes/s: etcd write -> data plane"),

@@ -14,6 +14,7 @@ import trio
 
 from benchmarks._config import real_addresses
 from benchmarks._reals import ControlClient
+from benchmarks import probe_memory
 from benchmarks._servers import nginx_config, run_reals
 
 
@@ -130,3 +131,12 @@ def test_reals_server_survives_a_down_and_a_connect_to_that_real_in_one_batch():
         server.handle([(control_key, selectors.EVENT_READ), (listener_key, selectors.EVENT_READ)])
         waiting.close()
         assert ours.recv(100).startswith(b"ok ") and address not in server.listeners
+
+
+def test_probe_memory_names_the_lines_that_hold_memory(capsys):
+    """`python -m benchmarks probe-memory` at toy scale: bytes per target and their sites."""
+    assert probe_memory.main(["--reals", "20", "--seconds", "0.5", "--server", "python",
+                              "--port", str(_free_port()), "--top", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "bytes per target" in out and "RSS after imports" in out
+    assert "actors/probes.py" in out  # the Prober's probes are traced, by their line
