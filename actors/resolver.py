@@ -20,7 +20,7 @@ import dns.resolver
 from kglb import Family, canonical_ip
 from kglb.hosts import host_key, parse_hosts
 
-__all__ = ["DEFAULT_TIMEOUT", "Resolve", "ResolveError", "resolve_host"]
+__all__ = ["DEFAULT_TIMEOUT", "HOSTS", "HostsFile", "Resolve", "ResolveError", "resolve_host"]
 
 #: kglb resolves with a one-minute limit; a balancer waits for its first
 #: resolution before it publishes, so we bound it tighter.
