@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
+import trio
 
 from kglb import Family, canonical_ip
 from kglb.hosts import host_key, parse_hosts
@@ -32,25 +33,41 @@ Resolve = Callable[[str, Family], Awaitable[str]]
 
 class HostsFile:
     """A hosts file, read again when it changes (one stat per lookup: it is small and
-    local, and an operator who edits it expects the next resolution to see it)."""
+    local, and an operator who edits it expects the next resolution to see it). It is
+    parsed in a thread: an ad-blocking hosts file can be megabytes."""
 
     def __init__(self, path: str = "/etc/hosts") -> None:
         self.path = path
         self._seen: tuple[int, int, int] | None = None
         self._names: dict[str, tuple[str, ...]] = {}
+        self._reading = trio.Lock()  # thousands of names resolved at once parse it once
 
-    def addresses(self, host: str) -> tuple[str, ...]:
+    async def addresses(self, host: str) -> tuple[str, ...]:
         """``host``'s addresses in the file, in its order (none: no file, or not there)."""
+        if self._changed() is not None:
+            async with self._reading:
+                seen = self._changed()
+                if seen is not None:
+                    self._names = await trio.to_thread.run_sync(self._read)
+                    self._seen = seen
+        return self._names.get(host_key(host), ())
+
+    def _changed(self) -> tuple[int, int, int] | None:
+        """The file's identity when it differs from the one parsed last, else None."""
         try:
             info = os.stat(self.path)
-            seen = (info.st_mtime_ns, info.st_size, info.st_ino)
-            if seen != self._seen:
-                with open(self.path, encoding="utf-8", errors="replace") as file:
-                    self._names = parse_hosts(file.read())
-                self._seen = seen
         except OSError:
-            self._seen, self._names = None, {}
-        return self._names.get(host_key(host), ())
+            self._seen, self._names = None, {}  # no file: nothing from it
+            return None
+        seen = (info.st_mtime_ns, info.st_size, info.st_ino)
+        return None if seen == self._seen else seen
+
+    def _read(self) -> dict[str, tuple[str, ...]]:
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as file:
+                return parse_hosts(file.read())
+        except OSError:
+            return {}
 
 
 #: The system's hosts file, consulted before DNS when no resolver is given.
@@ -88,7 +105,7 @@ async def resolve_host(
             raise ResolveError(f"{host} is not an {family.name} address")
         return address
     if resolver is None:
-        for address in HOSTS.addresses(host):
+        for address in await HOSTS.addresses(host):
             if Family.of(address) is family:
                 return address
     rdtype = "A" if family is Family.INET else "AAAA"

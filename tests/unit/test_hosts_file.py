@@ -3,6 +3,7 @@ file before DNS): kglb/hosts.py parses it, actors/resolver.py consults it first.
 
 import dns.asyncresolver
 import pytest
+import trio
 
 from actors import resolver as resolver_module
 from actors.resolver import HostsFile, ResolveError, resolve_host
@@ -53,7 +54,7 @@ async def test_the_hosts_file_is_read_again_when_it_changes(hosts_file):
     hosts_file.write_text("10.9.0.70 web\n")
     assert await resolve_host("web", Family.INET, timeout=0.5) == "10.9.0.70"
     hosts_file.unlink()  # no file: DNS alone
-    assert resolver_module.HOSTS.addresses("web") == ()
+    assert await resolver_module.HOSTS.addresses("web") == ()
     with pytest.raises(ResolveError):
         await resolve_host("web", Family.INET, timeout=0.5)
 
@@ -69,3 +70,19 @@ def _unreachable():
     r.nameservers = ["127.0.0.1"]
     r.port = 9  # discard: nothing answers
     return r
+
+
+async def test_names_resolved_together_parse_the_file_once(hosts_file, monkeypatch):
+    """A config load resolves thousands of names at once: one parse (in a thread) for all."""
+    parses = []
+    monkeypatch.setattr(resolver_module, "parse_hosts",
+                        lambda text: parses.append(text) or parse_hosts(text))
+    found = []
+
+    async def one():
+        found.append(await resolve_host("web", Family.INET, timeout=0.5))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(50):
+            nursery.start_soon(one)
+    assert found == ["10.9.0.7"] * 50 and len(parses) == 1
