@@ -76,7 +76,7 @@ from .probes import Prober, ProberStatistics
 from .resolver import Resolve, resolve_host
 from .routes import MemorySpeaker
 from .supervisor import ControlPlane, RestartBudget, RestartPolicy, Supervisor, open_supervisor
-from .sync_daemons import DaemonStatistics, MemoryDaemons, SyncDaemons, daemons_path
+from .sync_daemons import DaemonStatistics, SyncDaemons
 from .writer import Writer, WriterStatistics
 
 __all__ = ["KglbHandle", "KglbStatistics", "run_kglb"]
@@ -266,8 +266,7 @@ async def run_kglb(
                              connections=connections,
                              drain_on_stop=not keep_on_exit)
         if daemons is None:
-            daemons = SyncDaemons(sync_daemons if sync_daemons is not None else MemoryDaemons(),
-                                  record=daemons_path(ownership_path), desired=config.sync_daemons)
+            daemons = SyncDaemons.beside(ownership_path, config.sync_daemons, sync_daemons)
         drainer = HostDrain(gate, connections)
 
         async with trio.open_nursery() as nursery:

@@ -167,6 +167,14 @@ class SyncDaemons:
     _owned: frozenset[SyncDaemon] = frozenset()
     _wake: trio.Event = field(default_factory=trio.Event)
 
+    @classmethod
+    def beside(cls, state_file: str | os.PathLike[str], desired: Sequence[SyncDaemon],
+               backend: DaemonBackend | None = None) -> SyncDaemons:
+        """The actor for a writer keeping ``state_file``: its record beside it, the kernel's
+        daemons through ``backend`` (None: in memory, as a dry run)."""
+        return cls(backend if backend is not None else MemoryDaemons(),
+                   record=daemons_path(state_file), desired=tuple(desired))
+
     def statistics(self) -> DaemonStatistics:
         return self._stats
 

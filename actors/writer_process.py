@@ -72,7 +72,7 @@ from .gc_policy import settle_gc
 from .privileges import so_mark_needs_net_admin
 from .signals import run_signal_handler
 from .supervisor import RestartBudget, open_supervisor
-from .sync_daemons import MemoryDaemons, SyncDaemons, daemons_path
+from .sync_daemons import SyncDaemons
 from .writer import Writer
 from .writer_server import WriterServer
 
@@ -164,8 +164,7 @@ async def _run(args, config: Config, speaker, dataplane) -> int:
                         ownership_path=ownership, keep_on_exit=args.keep_on_exit,
                         on_apply=_print_operations if args.dry_run else None,
                         **writer_settings(config))
-        daemons = SyncDaemons(_sync_daemons(args) or MemoryDaemons(),
-                              record=daemons_path(ownership), desired=config.sync_daemons)
+        daemons = SyncDaemons.beside(ownership, config.sync_daemons, _sync_daemons(args))
         return await _serve(args, config, writer, speaker, dataplane, daemons=daemons)
 
 
